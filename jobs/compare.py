@@ -1,0 +1,37 @@
+"""Cluster a data set in memory with NeuralCut and k-means; print quality and time side by side.
+
+    python jobs/compare.py                       # builtin:digits, k=10
+    python jobs/compare.py --data builtin:blobs?n=20000&d=8&k=5 --k 5
+"""
+
+import argparse
+import logging
+import sys
+
+from ray_ncut.data import load_builtin, parse_builtin
+from ray_ncut.report import compare_with_kmeans, format_table
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default="builtin:digits", help="a builtin:NAME data set (default builtin:digits)")
+    p.add_argument("--k", type=int, default=None, help="number of clusters (default: the data set's classes)")
+    p.add_argument("--steps", type=int, default=500, help="cut-loss steps (default 500)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        spec = parse_builtin(args.data)
+        X, y = load_builtin(args.data)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    k = args.k or spec.n_classes
+    print(f"{spec}: {X.shape[0]} rows x {X.shape[1]} features, k={k}", flush=True)
+    rows = compare_with_kmeans(X, y, k, seed=args.seed, steps=args.steps, verbose=True)
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The cut head (an MLP whose softmax is the soft cluster assignment) and the model directory.
+
+A model directory is what ``NeuralCut.save`` and ``jobs/train.py`` write and what
+``NeuralCut.load`` and ``jobs/assign.py`` read::
+
+    RUN_DIR/
+      model.pt      {"head_config": {...}, "state_dict": {...}}  (torch.save)
+      config.json   head, scaler (with its statistics), graph, training settings,
+                    seed and library versions: everything needed to reproduce a label
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+__all__ = ["HeadConfig", "CutHead", "save_model_dir", "load_model_dir", "MODEL_FILE", "CONFIG_FILE"]
+
+MODEL_FILE = "model.pt"
+CONFIG_FILE = "config.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class HeadConfig:
+    """Shape of the cut head: ``input_dim -> hidden... -> n_clusters`` with ReLU."""
+
+    input_dim: int
+    n_clusters: int
+    hidden: tuple = (512, 512)
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        if self.input_dim < 1:
+            raise ValueError(f"input_dim={self.input_dim} should be >= 1")
+        if self.n_clusters < 2:
+            raise ValueError(f"n_clusters={self.n_clusters} should be >= 2")
+
+
+class CutHead(nn.Module):
+    """MLP ``g``; ``softmax(g(x))`` is the soft assignment Y of NeuNcut's equation (9).
+
+    ``forward`` returns logits so that training can apply a plain or Gumbel softmax.
+    """
+
+    def __init__(self, config: HeadConfig):
+        super().__init__()
+        self.config = config
+        widths = (config.input_dim, *config.hidden)
+        layers: list[nn.Module] = []
+        for w_in, w_out in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+        layers.append(nn.Linear(widths[-1], config.n_clusters))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, k) logits
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(x), dim=1)  # (B, k)
+
+
+def versions() -> dict:
+    import numpy
+    import sklearn
+
+    from . import __version__
+
+    return {"ray_ncut": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "sklearn": sklearn.__version__}
+
+
+def save_model_dir(path: str, head: CutHead, config: dict) -> None:
+    """Write ``model.pt`` and ``config.json`` into ``path`` (created if needed).
+
+    ``config`` is the caller's full settings dict (scaler, graph, training, ...);
+    the head config, format version and library versions are added here.
+    """
+    os.makedirs(path, exist_ok=True)
+    head_config = asdict(head.config)
+    state = {k: v.detach().cpu() for k, v in head.state_dict().items()}
+    torch.save({"head_config": head_config, "state_dict": state}, os.path.join(path, MODEL_FILE))
+    full = {"format_version": FORMAT_VERSION, "head": head_config, **config, "versions": versions()}
+    tmp = os.path.join(path, CONFIG_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(full, f, indent=2, default=_json_default)
+    os.replace(tmp, os.path.join(path, CONFIG_FILE))
+
+
+def load_model_dir(path: str) -> tuple[CutHead, dict]:
+    """Read a model directory; returns the head (eval mode, CPU) and the full config dict."""
+    model_file, config_file = os.path.join(path, MODEL_FILE), os.path.join(path, CONFIG_FILE)
+    for f in (model_file, config_file):
+        if not os.path.isfile(f):
+            raise ValueError(f"not a ray_ncut model directory: {f} is missing")
+    with open(config_file) as f:
+        config = json.load(f)
+    blob = torch.load(model_file, map_location="cpu", weights_only=True)
+    head = CutHead(HeadConfig(**blob["head_config"]))
+    head.load_state_dict(blob["state_dict"])
+    return head.eval(), config
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
