@@ -1,0 +1,90 @@
+"""``--data URI`` -> Ray Data: read units as tasks, streaming scaling statistics, the training sample."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import ray
+
+from ..data.readers import ColumnSpec, ReadUnit, plan_units, read_unit
+from ..scaling import FeatureScaler, MomentSums, merge_moments, moments_partial
+
+__all__ = ["init_ray", "read_dataset", "scan_statistics", "FeatureSet", "open_feature_set"]
+
+log = logging.getLogger(__name__)
+
+# Ray Data read/map tasks ask for half a CPU: on a 2-CPU laptop whole-CPU requests
+# by actors and train workers starve the read tasks and the job hangs silently.
+TASK_CPUS = 0.5
+
+
+def init_ray() -> None:
+    """Connect to the cluster ``ray.init()`` finds (RAY_ADDRESS, ``ray job submit``) or start a local one."""
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0")
+        ray.init(logging_level=logging.WARNING, log_to_driver=True)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = True
+    ctx.verbose_stats_logs = False
+
+
+class FeatureSet:
+    """A planned feature set: its read units, row count and dimension, validated on the driver."""
+
+    def __init__(self, uri: str, columns: ColumnSpec, units: list[ReadUnit], n_features: int):
+        self.uri, self.columns, self.units, self.n_features = uri, columns, units, n_features
+
+    @property
+    def n_rows(self) -> int:
+        return sum(u.rows for u in self.units)
+
+
+def open_feature_set(uri: str, columns: ColumnSpec | None = None) -> FeatureSet:
+    """Plan ``uri`` and read its first unit to learn (and check) the feature dimension."""
+    columns = columns or ColumnSpec()
+    units = plan_units(uri, columns)
+    first = next((u for u in units if u.rows > 0), None)
+    if first is None:
+        raise ValueError(f"{uri} has no rows")
+    d = read_unit(first, with_label=False)["features"].shape[1]
+    return FeatureSet(uri, columns, units, d)
+
+
+def read_dataset(fs: FeatureSet, with_label: bool = False) -> ray.data.Dataset:
+    """One Ray Data block per read unit, read in parallel tasks; columns id, features[, label]."""
+    units = fs.units
+
+    def read(batch):
+        parts = [read_unit(units[int(i)], with_label) for i in batch["id"]]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    return ray.data.range(len(units), override_num_blocks=len(units)).map_batches(
+        read, batch_size=1, num_cpus=TASK_CPUS
+    )
+
+
+def _moments_batch(batch):
+    m = moments_partial(batch["features"])
+    return {"count": np.array([m.count]), "total": m.total[None], "total_sq": m.total_sq[None]}
+
+
+def scan_statistics(fs: FeatureSet, scaling: str, sample_rows: int, seed: int):
+    """One streaming pass for the scaling statistics (and a NaN check of every row), and a
+    uniform random training sample of about ``sample_rows`` rows.
+
+    Returns ``(scaler, X_sample (m, d) float32, n_rows)``. Only per-block sums and
+    the sample come back to the driver; the corpus is never held whole.
+    """
+    ds = read_dataset(fs)
+    merged: MomentSums | None = None
+    for row in ds.map_batches(_moments_batch, batch_format="numpy", num_cpus=TASK_CPUS).iter_rows():
+        merged = merge_moments(merged, MomentSums(int(row["count"]), row["total"], row["total_sq"]))
+    scaler = FeatureScaler.from_moments(scaling, merged)
+
+    fraction = min(1.0, sample_rows / merged.count)
+    sample = ds if fraction >= 1.0 else ds.random_sample(fraction, seed=seed)
+    chunks = [b["features"] for b in sample.select_columns(["features"]).iter_batches(batch_size=None, batch_format="numpy")]
+    X = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, fs.n_features), np.float32)
+    return scaler, X, merged.count

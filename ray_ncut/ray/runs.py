@@ -1,0 +1,159 @@
+"""The training job end to end: ``--data`` -> scan -> warm start -> Ray Train -> run directory.
+
+Run directory (``--out``)::
+
+    RUN_DIR/
+      model.pt, config.json   the model, in the format NeuralCut.load reads
+      curve.csv               loss terms per step (step, loss, cut, orth)
+      summary.json            written last: data, rows, steps, time, final loss, workers, devices
+      ray_train/              Ray Train's checkpoints (what --resume continues from)
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+
+import ray
+
+from ..config import GraphConfig, TrainConfig
+from ..data.readers import ColumnSpec
+from ..model import CutHead, HeadConfig, save_model_dir
+from .dataset import init_ray, open_feature_set, scan_statistics
+from .train import TrainJob, run_training, warm_start_state
+
+__all__ = ["TrainOptions", "train_run", "default_sample_rows"]
+
+SUMMARY_FILE = "summary.json"
+CURVE_FILE = "curve.csv"
+RAY_DIR = "ray_train"
+
+
+def default_sample_rows(n_rows: int) -> int:
+    """Training sample: all rows up to 100k; beyond that 100k (the head generalises; a
+    larger sample costs scan and ingest time, not quality, at minibatch size 1000)."""
+    return min(n_rows, 100_000)
+
+
+@dataclass
+class TrainOptions:
+    data: str
+    out: str
+    n_clusters: int
+    columns: ColumnSpec = field(default_factory=ColumnSpec)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    hidden: tuple = (512, 512)
+    scaling: str = "auto"
+    sample: int | None = None
+    seed: int = 0
+    workers: int = 2
+    gpus_per_worker: float | None = None  # None: use GPUs when the cluster has them
+    checkpoint_every: int = 100
+    max_failures: int = 2
+    resume: bool = False
+    overwrite: bool = False
+    test_hooks: dict = field(default_factory=dict)
+
+
+def _prepare_out(opts: TrainOptions) -> str:
+    if "://" in opts.out:
+        raise ValueError(f"--out must be a local or mounted path for now, got {opts.out}")
+    out = os.path.abspath(opts.out)
+    ray_dir = os.path.join(out, RAY_DIR)
+    if opts.resume:
+        if not os.path.isdir(ray_dir):
+            raise ValueError(f"--resume: no previous run to continue at {out} ({RAY_DIR}/ missing)")
+    elif os.path.exists(out) and os.listdir(out):
+        if not opts.overwrite:
+            raise ValueError(f"--out {out} already exists; pass --resume to continue it or --overwrite to replace it")
+        shutil.rmtree(out)
+    os.makedirs(out, exist_ok=True)
+    return out
+
+
+def _gpus_per_worker(opts: TrainOptions) -> float:
+    if opts.gpus_per_worker is not None:
+        return opts.gpus_per_worker
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= opts.workers else 0.0
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _write_curve(path: str, curve: list[dict]) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["step", "loss", "cut", "orth"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(curve)
+    os.replace(tmp, path)
+
+
+def train_run(opts: TrainOptions, progress=print) -> dict:
+    """Run the training job; returns the summary written to ``summary.json``."""
+    t_start = time.perf_counter()
+    if opts.n_clusters < 2:
+        raise ValueError(f"--k={opts.n_clusters} should be >= 2")
+    if opts.workers < 1:
+        raise ValueError(f"--workers={opts.workers} should be >= 1")
+    fs = open_feature_set(opts.data, opts.columns)  # fails fast on paths and columns
+    if fs.n_rows < opts.n_clusters:
+        raise ValueError(f"{opts.data} has n_rows={fs.n_rows}, fewer than k={opts.n_clusters}")
+    out = _prepare_out(opts)
+    init_ray()
+
+    sample_rows = opts.sample or default_sample_rows(fs.n_rows)
+    progress(f"[ray_ncut] scanning {opts.data}: {fs.n_rows} rows x {fs.n_features} features in {len(fs.units)} read units")
+    scaler, X, n_rows = scan_statistics(fs, opts.scaling, sample_rows, opts.seed)
+    if len(X) < opts.n_clusters:
+        raise ValueError(f"training sample has {len(X)} rows, fewer than k={opts.n_clusters}; raise --sample")
+    X_scaled = scaler.transform(X)
+    t_scan = time.perf_counter() - t_start
+    progress(f"[ray_ncut] scaling {scaler.mode}; training sample {len(X_scaled)} rows ({t_scan:.1f}s)")
+
+    head_config = HeadConfig(fs.n_features, opts.n_clusters, tuple(opts.hidden))
+    init_state = warm_start_state(head_config, opts.graph, opts.train, X_scaled, opts.seed)
+    gpus = _gpus_per_worker(opts)
+    job = TrainJob(head_config, opts.graph, opts.train, opts.seed, opts.workers, gpus,
+                   opts.checkpoint_every, os.path.join(out, RAY_DIR), max_failures=opts.max_failures)
+    progress(f"[ray_ncut] training {opts.train.loss} with {opts.workers} worker(s), "
+             f"{'GPU' if gpus else 'CPU'}, {opts.train.steps} steps of batch {opts.train.batch_size}")
+    t_train = time.perf_counter()
+    state, curve, resumed_from = run_training(job, X_scaled, init_state, opts.test_hooks)
+    train_seconds = time.perf_counter() - t_train
+
+    head = CutHead(head_config)
+    head.load_state_dict(state)
+    config = {
+        "estimator": {"n_clusters": opts.n_clusters, "loss": opts.train.loss, "gamma": opts.train.gamma,
+                      "n_neighbors": opts.graph.n_neighbors, "sigma": opts.graph.sigma,
+                      "local_scaling": opts.graph.local_scaling, "scaling": opts.scaling,
+                      "hidden": list(opts.hidden), "batch_size": opts.train.batch_size, "steps": opts.train.steps,
+                      "learning_rate": opts.train.learning_rate, "init": opts.train.init,
+                      "random_state": opts.seed},
+        "scaler": scaler.to_dict(),
+        "graph": opts.graph.to_dict(),
+        "train": opts.train.to_dict(),
+        "data": {"uri": opts.data, "columns": asdict(opts.columns), "rows": n_rows, "sample_rows": len(X_scaled)},
+    }
+    save_model_dir(out, head, config)
+    _write_curve(os.path.join(out, CURVE_FILE), curve)
+    summary = {
+        "data": opts.data, "rows": n_rows, "sample_rows": len(X_scaled), "features": fs.n_features,
+        "k": opts.n_clusters, "loss": opts.train.loss, "steps": opts.train.steps,
+        "resumed_from_step": resumed_from, "final_loss": curve[-1]["loss"], "final_cut": curve[-1]["cut"], "final_orth": curve[-1]["orth"],
+        "workers": opts.workers, "devices": "gpu" if gpus else "cpu", "gpus_per_worker": gpus,
+        "scan_seconds": round(t_scan, 3), "train_seconds": round(train_seconds, 3),
+        "total_seconds": round(time.perf_counter() - t_start, 3), "out": out,
+    }
+    _write_json(os.path.join(out, SUMMARY_FILE), summary)
+    return summary

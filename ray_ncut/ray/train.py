@@ -1,0 +1,187 @@
+"""Data-parallel training of the cut head with Ray Train (V2 API of Ray 2.60).
+
+The driver scans the data (scaling statistics, training sample), runs the spectral
+warm start on the sample, and hands the scaled sample to ``TorchTrainer``. Each
+worker draws minibatch subgraphs from its shard of the sample and calls the plain
+:func:`ray_ncut.engine.fit_head`; DDP averages the gradients. Rank 0 checkpoints
+every ``checkpoint_every`` steps; every rank calls ``ray.train.report`` (a barrier).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+
+import numpy as np
+import ray
+import ray.train
+import torch
+from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from ..config import GraphConfig, TrainConfig
+from ..engine import fit_head, make_optimizer, random_batches
+from ..model import CutHead, HeadConfig
+
+__all__ = ["TrainJob", "run_training", "worker_resources"]
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by the test hook ``inject_failure_at`` to exercise retries."""
+
+
+def worker_resources(workers: int, gpus_per_worker: float) -> dict:
+    """CPU (and GPU) per train worker, leaving a CPU free for Ray Data on small clusters."""
+    cpus = ray.cluster_resources().get("CPU", 1.0)
+    per_worker = max(0.25, min(1.0, (cpus - 1.0) / workers))
+    res = {"CPU": per_worker}
+    if gpus_per_worker > 0:
+        res["GPU"] = gpus_per_worker
+    return res
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _load_shard(device) -> torch.Tensor:
+    shard = ray.train.get_dataset_shard("train")
+    parts = [b["data"] for b in shard.iter_batches(batch_size=None, batch_format="numpy")]
+    return torch.from_numpy(np.concatenate(parts).astype(np.float32)).to(device)  # (n_shard, d)
+
+
+def _save_state(head, opt, sched, step, curve, resumed_from) -> Checkpoint:
+    tmp = tempfile.mkdtemp(prefix="ray_ncut_ckpt_")
+    module = head.module if hasattr(head, "module") else head
+    torch.save(
+        {"model": module.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "curve": curve,
+         "resumed_from": resumed_from},
+        os.path.join(tmp, STATE_FILE),
+    )
+    return Checkpoint.from_directory(tmp)
+
+
+def load_state(checkpoint: Checkpoint) -> dict:
+    with checkpoint.as_directory() as d:
+        return torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+
+
+def train_loop_per_worker(cfg: dict) -> None:
+    """Ray Train worker loop: a thin shell around :func:`fit_head`."""
+    ctx = ray.train.get_context()
+    rank = ctx.get_world_rank()
+    device = ray.train.torch.get_device()
+    graph, train = GraphConfig.from_dict(cfg["graph"]), TrainConfig.from_dict(cfg["train"])
+    X = _load_shard(device)
+
+    head = CutHead(HeadConfig(**cfg["head"]))
+    start, curve = 0, []
+    ckpt = ray.train.get_checkpoint()
+    state = load_state(ckpt) if ckpt else None
+    head.load_state_dict(state["model"] if state else cfg["init_state"])
+    model = ray.train.torch.prepare_model(head)  # DDP (when world > 1) on the worker's device
+    opt, sched = make_optimizer(model, train)
+    if state:
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start, curve = state["step"], state["curve"]
+        if rank == 0:
+            print(f"[ray_ncut] resuming from step {start}", flush=True)
+
+    # Each rank and each resume draws its own batches, reproducibly.
+    gen = torch.Generator().manual_seed(cfg["seed"] + 7919 * rank + start)
+    every = cfg["checkpoint_every"]
+    for chunk_start in range(start, train.steps, every):
+        n = min(every, train.steps - chunk_start)
+        t0 = time.perf_counter()
+        terms = fit_head(model, random_batches(X, train.batch_size, n, gen), graph, train, chunk_start, opt, sched)
+        step = chunk_start + n
+        fail_at = cfg.get("inject_failure_at")
+        if fail_at is not None and chunk_start < fail_at <= step and not os.path.exists(cfg["inject_marker"]):
+            open(cfg["inject_marker"], "w").close()
+            raise InjectedFailure(f"injected failure at step {step}")
+        curve += terms
+        last = terms[-1]
+        metrics = {"step": step, "loss": last["loss"], "cut": last["cut"], "orth": last["orth"],
+                   "steps_per_s": n / (time.perf_counter() - t0)}
+        if rank == 0:
+            print(f"[ray_ncut] step {step}/{train.steps} loss {last['loss']:.4f} cut {last['cut']:.4f} "
+                  f"orth {last['orth']:.4f} ({metrics['steps_per_s']:.1f} steps/s)", flush=True)
+            ray.train.report(metrics, checkpoint=_save_state(model, opt, sched, step, curve, start))
+        else:
+            ray.train.report(metrics, checkpoint=None)
+
+
+# --------------------------------------------------------------------------- driver side
+
+
+class TrainJob:
+    """Everything ``run_training`` needs; the CLI builds one from its flags."""
+
+    def __init__(self, head: HeadConfig, graph: GraphConfig, train: TrainConfig, seed: int,
+                 workers: int, gpus_per_worker: float, checkpoint_every: int, storage_path: str,
+                 run_name: str = "train", max_failures: int = 2):
+        self.head, self.graph, self.train, self.seed = head, graph, train, seed
+        self.workers, self.gpus_per_worker = workers, gpus_per_worker
+        self.checkpoint_every, self.storage_path, self.run_name = checkpoint_every, storage_path, run_name
+        self.max_failures = max_failures
+
+
+def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hooks: dict | None = None):
+    """Train on the scaled sample X (m, d) with ``job.workers`` Ray Train workers.
+
+    Returns ``(state dict of the head, training curve, step the last attempt started
+    from)``; re-running with the same storage path and run name resumes from the
+    latest checkpoint, and so does a retry after a worker failure.
+    """
+    cfg = {
+        "head": {**job.head.__dict__, "hidden": list(job.head.hidden)},
+        "graph": job.graph.to_dict(),
+        "train": job.train.to_dict(),
+        "seed": job.seed,
+        "checkpoint_every": job.checkpoint_every,
+        "init_state": init_state,
+        **(test_hooks or {}),
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=cfg,
+        scaling_config=ScalingConfig(
+            num_workers=job.workers,
+            use_gpu=job.gpus_per_worker > 0,
+            resources_per_worker=worker_resources(job.workers, job.gpus_per_worker),
+        ),
+        run_config=RunConfig(
+            name=job.run_name,
+            storage_path=job.storage_path,
+            failure_config=FailureConfig(max_failures=job.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+        ),
+        datasets={"train": ray.data.from_numpy(X_scaled)},
+    )
+    result = trainer.fit()
+    state = load_state(result.checkpoint)
+    return state["model"], state["curve"], state["resumed_from"]
+
+
+# --------------------------------------------------------------------------- the whole job
+
+
+def warm_start_state(head_config: HeadConfig, graph: GraphConfig, train: TrainConfig, X: np.ndarray, seed: int) -> dict:
+    """Initial weights: random, or the spectral clustering of the sample distilled into the head."""
+    from ..warmstart import distill, spectral_labels
+
+    torch.manual_seed(seed)
+    head = CutHead(head_config)
+    if train.init == "spectral" and train.distill_steps > 0:
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(X), generator=gen)[: train.init_sample]
+        sample = torch.from_numpy(X)[idx]
+        labels = spectral_labels(sample.numpy(), head_config.n_clusters, graph, seed)
+        distill(head, sample, torch.as_tensor(labels), train, gen)
+    return {k: v.detach().clone() for k, v in head.state_dict().items()}
