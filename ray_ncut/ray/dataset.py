@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import ray
 
-from ..data.readers import ColumnSpec, ReadUnit, plan_units, read_unit
+from ..data.readers import ColumnSpec, DataError, ReadUnit, plan_units, read_unit
 from ..scaling import FeatureScaler, MomentSums, merge_moments, moments_partial
 
 __all__ = ["init_ray", "read_dataset", "scan_statistics", "FeatureSet", "open_feature_set"]
@@ -23,11 +22,9 @@ TASK_CPUS = 0.5
 def init_ray() -> None:
     """Connect to the cluster ``ray.init()`` finds (RAY_ADDRESS, ``ray job submit``) or start a local one."""
     if not ray.is_initialized():
-        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "0")
         ray.init(logging_level=logging.WARNING, log_to_driver=True)
-    ctx = ray.data.DataContext.get_current()
-    ctx.enable_progress_bars = True
-    ctx.verbose_stats_logs = False
+    # ray_ncut prints its own progress; Ray Data's per-operator INFO lines drown it.
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 class FeatureSet:
@@ -52,12 +49,12 @@ def open_feature_set(uri: str, columns: ColumnSpec | None = None) -> FeatureSet:
     return FeatureSet(uri, columns, units, d)
 
 
-def read_dataset(fs: FeatureSet, with_label: bool = False) -> ray.data.Dataset:
+def read_dataset(fs: FeatureSet, with_label: bool = False, check_finite: bool = True) -> ray.data.Dataset:
     """One Ray Data block per read unit, read in parallel tasks; columns id, features[, label]."""
     units = fs.units
 
     def read(batch):
-        parts = [read_unit(units[int(i)], with_label) for i in batch["id"]]
+        parts = [read_unit(units[int(i)], with_label, check_finite) for i in batch["id"]]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
     return ray.data.range(len(units), override_num_blocks=len(units)).map_batches(
@@ -66,8 +63,16 @@ def read_dataset(fs: FeatureSet, with_label: bool = False) -> ray.data.Dataset:
 
 
 def _moments_batch(batch):
-    m = moments_partial(batch["features"])
-    return {"count": np.array([m.count]), "total": m.total[None], "total_sq": m.total_sq[None]}
+    X = batch["features"]  # (n, d)
+    bad = ~np.isfinite(X)
+    first_bad = ""
+    if bad.any():  # reported, not raised: an exception in a Ray task loses its type
+        row, col = map(int, np.argwhere(bad)[0])
+        first_bad = f"row id {batch['id'][row]!s} has a NaN or infinite feature {col}: {X[row, col]}"
+        X = np.where(bad, 0.0, X)
+    m = moments_partial(X)
+    return {"count": np.array([m.count]), "total": m.total[None], "total_sq": m.total_sq[None],
+            "n_bad": np.array([int(bad.any(1).sum())]), "first_bad": np.array([first_bad])}
 
 
 def scan_statistics(fs: FeatureSet, scaling: str, sample_rows: int, seed: int):
@@ -77,10 +82,16 @@ def scan_statistics(fs: FeatureSet, scaling: str, sample_rows: int, seed: int):
     Returns ``(scaler, X_sample (m, d) float32, n_rows)``. Only per-block sums and
     the sample come back to the driver; the corpus is never held whole.
     """
-    ds = read_dataset(fs)
     merged: MomentSums | None = None
-    for row in ds.map_batches(_moments_batch, batch_format="numpy", num_cpus=TASK_CPUS).iter_rows():
+    n_bad, first_bad = 0, ""
+    scan = read_dataset(fs, check_finite=False).map_batches(_moments_batch, batch_format="numpy", num_cpus=TASK_CPUS)
+    for row in scan.iter_rows():
         merged = merge_moments(merged, MomentSums(int(row["count"]), row["total"], row["total_sq"]))
+        n_bad += int(row["n_bad"])
+        first_bad = first_bad or str(row["first_bad"])
+    if n_bad:
+        raise DataError(f"{fs.uri}: {n_bad} rows with NaN or infinite features; first: {first_bad}")
+    ds = read_dataset(fs)
     scaler = FeatureScaler.from_moments(scaling, merged)
 
     fraction = min(1.0, sample_rows / merged.count)

@@ -60,20 +60,25 @@ class TrainOptions:
     test_hooks: dict = field(default_factory=dict)
 
 
-def _prepare_out(opts: TrainOptions) -> str:
+def _check_out(opts: TrainOptions) -> str:
+    """Validate --out against --resume/--overwrite without touching it."""
     if "://" in opts.out:
         raise ValueError(f"--out must be a local or mounted path for now, got {opts.out}")
     out = os.path.abspath(opts.out)
-    ray_dir = os.path.join(out, RAY_DIR)
     if opts.resume:
-        if not os.path.isdir(ray_dir):
+        if not os.path.isdir(os.path.join(out, RAY_DIR)):
             raise ValueError(f"--resume: no previous run to continue at {out} ({RAY_DIR}/ missing)")
-    elif os.path.exists(out) and os.listdir(out):
-        if not opts.overwrite:
-            raise ValueError(f"--out {out} already exists; pass --resume to continue it or --overwrite to replace it")
+    elif os.path.exists(out) and os.listdir(out) and not opts.overwrite:
+        raise ValueError(f"--out {out} already exists; pass --resume to continue it or --overwrite to replace it")
+    return out
+
+
+def _prepare_out(opts: TrainOptions, out: str) -> None:
+    """Called once the input has been read and validated: only then is --out changed."""
+    if not opts.resume and os.path.exists(out):
         shutil.rmtree(out)
     os.makedirs(out, exist_ok=True)
-    return out
+
 
 
 def _gpus_per_worker(opts: TrainOptions) -> float:
@@ -108,7 +113,7 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     fs = open_feature_set(opts.data, opts.columns)  # fails fast on paths and columns
     if fs.n_rows < opts.n_clusters:
         raise ValueError(f"{opts.data} has n_rows={fs.n_rows}, fewer than k={opts.n_clusters}")
-    out = _prepare_out(opts)
+    out = _check_out(opts)
     init_ray()
 
     sample_rows = opts.sample or default_sample_rows(fs.n_rows)
@@ -120,6 +125,7 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     t_scan = time.perf_counter() - t_start
     progress(f"[ray_ncut] scaling {scaler.mode}; training sample {len(X_scaled)} rows ({t_scan:.1f}s)")
 
+    _prepare_out(opts, out)
     head_config = HeadConfig(fs.n_features, opts.n_clusters, tuple(opts.hidden))
     init_state = warm_start_state(head_config, opts.graph, opts.train, X_scaled, opts.seed)
     gpus = _gpus_per_worker(opts)
@@ -128,11 +134,12 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     progress(f"[ray_ncut] training {opts.train.loss} with {opts.workers} worker(s), "
              f"{'GPU' if gpus else 'CPU'}, {opts.train.steps} steps of batch {opts.train.batch_size}")
     t_train = time.perf_counter()
-    state, curve, resumed_from = run_training(job, X_scaled, init_state, opts.test_hooks)
+    state = run_training(job, X_scaled, init_state, opts.test_hooks)
+    curve = state["curve"]
     train_seconds = time.perf_counter() - t_train
 
     head = CutHead(head_config)
-    head.load_state_dict(state)
+    head.load_state_dict(state["model"])
     config = {
         "estimator": {"n_clusters": opts.n_clusters, "loss": opts.train.loss, "gamma": opts.train.gamma,
                       "n_neighbors": opts.graph.n_neighbors, "sigma": opts.graph.sigma,
@@ -150,9 +157,10 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     summary = {
         "data": opts.data, "rows": n_rows, "sample_rows": len(X_scaled), "features": fs.n_features,
         "k": opts.n_clusters, "loss": opts.train.loss, "steps": opts.train.steps,
-        "resumed_from_step": resumed_from, "final_loss": curve[-1]["loss"], "final_cut": curve[-1]["cut"], "final_orth": curve[-1]["orth"],
+        "resumed_from_step": state["resumed_from"], "final_loss": curve[-1]["loss"], "final_cut": curve[-1]["cut"], "final_orth": curve[-1]["orth"],
         "workers": opts.workers, "devices": "gpu" if gpus else "cpu", "gpus_per_worker": gpus,
         "scan_seconds": round(t_scan, 3), "train_seconds": round(train_seconds, 3),
+        "loop_seconds": round(state["loop_seconds"], 3),
         "total_seconds": round(time.perf_counter() - t_start, 3), "out": out,
     }
     _write_json(os.path.join(out, SUMMARY_FILE), summary)

@@ -55,12 +55,12 @@ def _load_shard(device) -> torch.Tensor:
     return torch.from_numpy(np.concatenate(parts).astype(np.float32)).to(device)  # (n_shard, d)
 
 
-def _save_state(head, opt, sched, step, curve, resumed_from) -> Checkpoint:
+def _save_state(head, opt, sched, step, curve, resumed_from, loop_seconds) -> Checkpoint:
     tmp = tempfile.mkdtemp(prefix="ray_ncut_ckpt_")
     module = head.module if hasattr(head, "module") else head
     torch.save(
         {"model": module.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "curve": curve,
-         "resumed_from": resumed_from},
+         "resumed_from": resumed_from, "loop_seconds": loop_seconds},
         os.path.join(tmp, STATE_FILE),
     )
     return Checkpoint.from_directory(tmp)
@@ -96,11 +96,13 @@ def train_loop_per_worker(cfg: dict) -> None:
     # Each rank and each resume draws its own batches, reproducibly.
     gen = torch.Generator().manual_seed(cfg["seed"] + 7919 * rank + start)
     every = cfg["checkpoint_every"]
+    loop_seconds = 0.0  # time inside fit_head since this attempt started
     for chunk_start in range(start, train.steps, every):
         n = min(every, train.steps - chunk_start)
         t0 = time.perf_counter()
         terms = fit_head(model, random_batches(X, train.batch_size, n, gen), graph, train, chunk_start, opt, sched)
         step = chunk_start + n
+        loop_seconds += time.perf_counter() - t0
         fail_at = cfg.get("inject_failure_at")
         if fail_at is not None and chunk_start < fail_at <= step and not os.path.exists(cfg["inject_marker"]):
             open(cfg["inject_marker"], "w").close()
@@ -112,7 +114,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         if rank == 0:
             print(f"[ray_ncut] step {step}/{train.steps} loss {last['loss']:.4f} cut {last['cut']:.4f} "
                   f"orth {last['orth']:.4f} ({metrics['steps_per_s']:.1f} steps/s)", flush=True)
-            ray.train.report(metrics, checkpoint=_save_state(model, opt, sched, step, curve, start))
+            ray.train.report(metrics, checkpoint=_save_state(model, opt, sched, step, curve, start, loop_seconds))
         else:
             ray.train.report(metrics, checkpoint=None)
 
@@ -135,8 +137,9 @@ class TrainJob:
 def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hooks: dict | None = None):
     """Train on the scaled sample X (m, d) with ``job.workers`` Ray Train workers.
 
-    Returns ``(state dict of the head, training curve, step the last attempt started
-    from)``; re-running with the same storage path and run name resumes from the
+    Returns the final checkpoint's state: ``model`` (the head's state dict), ``curve``,
+    ``resumed_from`` (the step the last attempt started at) and ``loop_seconds``
+    (rank 0's time in the training loop during that attempt); re-running with the same storage path and run name resumes from the
     latest checkpoint, and so does a retry after a worker failure.
     """
     cfg = {
@@ -165,8 +168,7 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hoo
         datasets={"train": ray.data.from_numpy(X_scaled)},
     )
     result = trainer.fit()
-    state = load_state(result.checkpoint)
-    return state["model"], state["curve"], state["resumed_from"]
+    return load_state(result.checkpoint)
 
 
 # --------------------------------------------------------------------------- the whole job

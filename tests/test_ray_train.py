@@ -1,0 +1,158 @@
+"""jobs/train.py on Ray Data + Ray Train: quality, ray job submit, resume, retries, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ray_ncut import NeuralCut
+from ray_ncut.data import load_builtin
+from ray_ncut.metrics import accuracy
+
+pytestmark = pytest.mark.ray
+ROOT = Path(__file__).resolve().parents[1]
+BLOBS = "builtin:blobs?n=6000&d=6&k=4&std=1.0"
+SMALL = ["--steps", "60", "--batch-size", "300", "--hidden", "64,64", "--checkpoint-every", "30"]
+
+
+def train(args, check=True):
+    """Run jobs/train.py in-process (joins the session cluster); returns exit code."""
+    sys.path.insert(0, str(ROOT / "jobs"))
+    try:
+        import train as train_job
+    finally:
+        sys.path.pop(0)
+    code = train_job.main(args)
+    if check:
+        assert code == 0
+    return code
+
+
+def options(data, out, **kw):
+    """TrainOptions for calling the library directly (test hooks need that)."""
+    from ray_ncut.config import TrainConfig
+    from ray_ncut.ray.runs import TrainOptions
+
+    train_cfg = TrainConfig(steps=kw.pop("steps", 60), batch_size=300)
+    return TrainOptions(data=data, out=str(out), n_clusters=4, train=train_cfg, hidden=(64, 64),
+                        checkpoint_every=30, **kw)
+
+
+@pytest.fixture(scope="module")
+def blob_parquet(tmp_path_factory):
+    """BLOBS written as 3 Parquet files of shuffled rows, features as a fixed-size list."""
+    X, y = load_builtin(BLOBS)
+    order = np.random.default_rng(0).permutation(len(X))
+    d = tmp_path_factory.mktemp("parquet")
+    for i, idx in enumerate(np.array_split(order, 3)):
+        feats = pa.FixedSizeListArray.from_arrays(pa.array(X[idx].ravel()), X.shape[1])
+        table = pa.table({"row": idx.astype(np.int64), "features": feats, "truth": y[idx]})
+        pq.write_table(table, d / f"part-{i}.parquet", row_group_size=700)
+    return d, X, y
+
+
+def test_two_workers_on_parquet_learn_the_blobs(ray_cluster, blob_parquet, tmp_path):
+    d, X, y = blob_parquet
+    out = tmp_path / "run"
+    train(["--data", str(d), "--id-column", "row", "--k", "4", "--workers", "2", "--out", str(out), *SMALL])
+    model = NeuralCut.load(out)
+    assert accuracy(y, model.predict(X)) >= 0.99
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"] == 6000 and summary["workers"] == 2 and summary["devices"] == "cpu"
+    curve = (out / "curve.csv").read_text().splitlines()
+    assert curve[0] == "step,loss,cut,orth" and len(curve) == 61
+
+
+def test_two_workers_on_builtin_blobs(ray_cluster, tmp_path):
+    out = tmp_path / "run"
+    train(["--data", BLOBS, "--workers", "2", "--out", str(out), *SMALL])
+    X, y = load_builtin(BLOBS)
+    assert accuracy(y, NeuralCut.load(out).predict(X)) >= 0.99
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["uri"] == BLOBS and config["scaler"]["mode"] == "standard"
+
+
+def test_job_submitted_with_ray_job_submit(ray_cluster, tmp_path):
+    out = tmp_path / "submitted"
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster["dashboard"]}
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    done = subprocess.run(
+        [ray_bin, "job", "submit", "--", sys.executable, str(ROOT / "jobs" / "train.py"),
+         "--data", BLOBS, "--out", str(out), "--workers", "2", *SMALL],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "succeeded" in done.stdout and "Model written to" in done.stdout
+    X, y = load_builtin(BLOBS)
+    assert accuracy(y, NeuralCut.load(out).predict(X)) >= 0.99
+
+
+def test_failed_worker_is_retried_from_the_last_checkpoint(ray_cluster, tmp_path):
+    from ray_ncut.ray.runs import train_run
+
+    marker = tmp_path / "failed-once"
+    opts = options(BLOBS, tmp_path / "run", workers=2,
+                   test_hooks={"inject_failure_at": 45, "inject_marker": str(marker)})
+    summary = train_run(opts, progress=lambda *_: None)
+    assert marker.exists()  # the failure did happen
+    assert summary["resumed_from_step"] == 30  # the retry started at the checkpoint, not 0
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "run" / "curve.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(60))
+
+
+def test_resume_continues_from_the_first_checkpoint(ray_cluster, tmp_path):
+    from ray_ncut.ray.runs import train_run
+
+    out = tmp_path / "run"
+    hooks = {"inject_failure_at": 45, "inject_marker": str(tmp_path / "stop")}
+    with pytest.raises(Exception):
+        train_run(options(BLOBS, out, workers=1, max_failures=0, test_hooks=hooks), progress=lambda *_: None)
+    assert not (out / "summary.json").exists()
+    summary = train_run(options(BLOBS, out, workers=1, resume=True), progress=lambda *_: None)
+    assert summary["resumed_from_step"] == 30
+    assert len((out / "curve.csv").read_text().splitlines()) == 61
+
+
+@pytest.mark.parametrize(
+    "make_data, extra, message",
+    [
+        (lambda d: str(d / "missing.parquet"), [], "no such file or directory"),
+        (lambda d: _parquet(d, {"x": [1.0, 2.0, 3.0]}), ["--feature-columns", "x,zz"], "feature column 'zz' not found"),
+        (lambda d: _parquet(d, {"x": [1.0, float("nan"), 3.0], "z": [0.0, 1.0, 2.0]}), [],
+         "NaN or infinite feature at row 1, feature 0: nan"),
+        (lambda d: _two_files_nan_in_second(d), ["--k", "2"], "1 rows with NaN or infinite features; first: row id part-1.parquet:2 has a NaN or infinite feature 0: inf"),
+        (lambda d: _parquet(d, {"x": [1.0, 2.0, 3.0]}), ["--k", "5"], "n_rows=3, fewer than k=5"),
+    ],
+    ids=["wrong-path", "missing-column", "nan", "nan-found-by-ray-scan", "rows-lt-k"],
+)
+def test_bad_input_is_one_line_nonzero_and_leaves_out_untouched(ray_cluster, tmp_path, capsys, make_data, extra, message):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "previous.txt").write_text("keep me")
+    code = train(["--data", make_data(tmp_path), "--out", str(out), "--overwrite", *extra, *SMALL], check=False)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    errors = [line for line in err if line.startswith("error: ")]
+    assert errors == [err[-1]] and message in err[-1], err[-5:]
+    assert (out / "previous.txt").read_text() == "keep me"
+
+
+def _parquet(d, columns):
+    path = d / "data.parquet"
+    pq.write_table(pa.table(columns), path)
+    return str(path)
+
+
+def _two_files_nan_in_second(d):
+    """The first file is clean (planning reads it), so the NaN is found by the Ray scan."""
+    folder = d / "two"
+    folder.mkdir()
+    pq.write_table(pa.table({"x": np.arange(5.0), "z": np.arange(5.0)}), folder / "part-0.parquet")
+    pq.write_table(pa.table({"x": [1.0, 2.0, np.inf], "z": [0.0, 1.0, 2.0]}), folder / "part-1.parquet")
+    return str(folder)
