@@ -85,6 +85,7 @@ class UnitResult:
     sample_features: np.ndarray  # (m, d) float32, scaled
     sample_cluster: np.ndarray  # (m,) int32
     seconds: float
+    error: str = ""  # bad data in this unit: reported, not raised (a Ray task would lose the type)
 
 
 def unit_file_name(index: int) -> str:
@@ -109,9 +110,14 @@ def label_unit(
     import pyarrow.parquet as pq
 
     t0 = time.perf_counter()
-    data = read_unit(unit, with_label=with_label)
+    try:
+        data = read_unit(unit, with_label=with_label)
+        labeler.check_dimension(data["features"].shape[1], unit.source)
+    except ValueError as e:  # DataError, or a dimension the model does not take
+        k, d = labeler.head.config.n_clusters, labeler.input_dim
+        return UnitResult(index, 0, np.zeros(k, np.int64), None, np.zeros((0, d), np.float32),
+                          np.zeros(0, np.int32), time.perf_counter() - t0, error=str(e))
     X = data["features"]
-    labeler.check_dimension(X.shape[1], unit.source)
     Z_parts, cl_parts, cf_parts = [], [], []
     for s in range(0, len(X), batch_rows):
         Z, cl, cf = labeler.predict(X[s : s + batch_rows])

@@ -1,0 +1,247 @@
+"""Batch labelling with Ray Data, exact sharded metrics, and atomic publishing.
+
+One Ray Data actor pool maps read units to labelled Parquet files: each actor
+loads the model once (on a GPU when the cluster has them), and for each unit it
+reads, labels, writes ``part-<unit>.parquet`` into a staging directory and returns
+the unit's partial metrics (:func:`ray_ncut.labeling.label_unit`). The driver only
+sees those partials. Then it validates the staged files (row count equals the
+input's, ids unique), writes ``metrics.json`` and the ``_SUCCESS`` marker, and
+publishes with a rename.
+
+Layout while running, beside the output (same filesystem, so renames are atomic)::
+
+    PARENT/.LABELS.staging-<run>/   labels/part-000000.parquet ... metrics.json _SUCCESS
+    PARENT/LABELS/                  the previous output, untouched until the swap
+
+The Parquet files sit in their own ``labels/`` folder so that it is a pure Parquet
+data set (``pandas.read_parquet("LABELS/labels")`` works; a ``metrics.json`` among
+the parts would break pyarrow's discovery).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pickle
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import ray
+
+from ..data.readers import ColumnSpec, DataError
+from ..labeling import ClusterLabeler, label_unit
+from ..metrics import clustering_scores, merge_contingency
+from ..model import load_model_dir
+from .dataset import TASK_CPUS, init_ray, open_feature_set
+
+__all__ = ["AssignOptions", "UnitLabelActor", "assign_run", "publish", "pool_resources"]
+
+METRICS_FILE = "metrics.json"
+LABELS_SUBDIR = "labels"
+SUCCESS_FILE = "_SUCCESS"
+
+
+@dataclass
+class AssignOptions:
+    model: str
+    data: str
+    out: str
+    columns: ColumnSpec
+    ncut_neighbors: int = 10
+    ncut_sample: int = 100_000
+    overwrite: bool = False
+    seed: int = 0
+    actors: int | None = None
+
+
+class UnitLabelActor:
+    """Ray Data callable class: a batch of unit indices -> one pickled UnitResult per unit."""
+
+    def __init__(self, model_dir, units, staging_dir, with_label, sample_rate, seed):
+        self.labeler = ClusterLabeler(model_dir)
+        self.units, self.staging_dir = units, staging_dir
+        self.with_label, self.sample_rate, self.seed = with_label, sample_rate, seed
+
+    def __call__(self, batch: dict) -> dict:
+        results = [
+            label_unit(self.labeler, self.units[int(i)], int(i), self.staging_dir,
+                       self.with_label, self.sample_rate, self.seed)
+            for i in batch["id"]
+        ]
+        return {"result": np.array([pickle.dumps(r) for r in results], dtype=object)}
+
+
+def pool_resources(n_units: int, actors: int | None) -> tuple[int, dict]:
+    """Actor-pool size and per-actor resources: one actor per GPU where the cluster has
+    GPUs; otherwise one per CPU, each asking for half a CPU so that small clusters keep
+    room for the driver and Ray's own tasks (whole-CPU actors deadlock a 2-CPU laptop)."""
+    res = ray.cluster_resources()
+    gpus = int(res.get("GPU", 0))
+    if gpus:
+        size, per_actor = gpus, {"num_gpus": 1, "num_cpus": TASK_CPUS}
+    else:
+        size, per_actor = max(1, int(res.get("CPU", 1))), {"num_cpus": TASK_CPUS}
+    size = actors or size
+    return max(1, min(size, n_units)), per_actor
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+def _staging_path(out: str, run: str) -> str:
+    parent, name = os.path.split(out)
+    return os.path.join(parent, f".{name}.staging-{run}")
+
+
+def _clean_stale_staging(out: str) -> None:
+    parent, name = os.path.split(out)
+    for stale in glob.glob(os.path.join(parent, f".{name}.staging-*")) + glob.glob(os.path.join(parent, f".{name}.old-*")):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def check_out(out: str, overwrite: bool) -> str:
+    if "://" in out:
+        raise ValueError(f"--out must be a local or mounted path for now, got {out}")
+    out = os.path.abspath(out)
+    if os.path.exists(out) and not overwrite:
+        raise ValueError(f"--out {out} already exists; pass --overwrite to replace it once the new labels are complete")
+    return out
+
+
+def validate_staging(staging: str, expected_rows: int) -> int:
+    """Row count equals the input's and ids are unique, read back from the staged files."""
+    import pyarrow.dataset as pads
+
+    files = sorted(glob.glob(os.path.join(staging, LABELS_SUBDIR, "part-*.parquet")))
+    dataset = pads.dataset(files, format="parquet")
+    hashes, rows = [], 0
+    for batch in dataset.to_batches(columns=["id"]):
+        ids = batch.column(0).to_numpy(zero_copy_only=False)
+        hashes.append(_hash_ids(ids))
+        rows += len(ids)
+    if rows != expected_rows:
+        raise RuntimeError(f"staged labels have {rows} rows, the input has {expected_rows}; not publishing")
+    h = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+    if len(np.unique(h)) != len(h):
+        dup = _exact_duplicates(dataset)
+        if dup:
+            raise ValueError(f"ids are not unique: {len(dup)} repeated, e.g. {dup[0]!r}; not publishing")
+    return rows
+
+
+def _hash_ids(ids: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    return pd.util.hash_array(np.asarray(ids))  # (n,) uint64, 8 bytes a row whatever the id type
+
+
+def _exact_duplicates(dataset) -> list:
+    """Only reached on a 64-bit hash collision or a real duplicate: check exactly."""
+    ids = dataset.to_table(columns=["id"]).column(0).to_numpy(zero_copy_only=False)
+    values, counts = np.unique(ids, return_counts=True)
+    return values[counts > 1].tolist()
+
+
+def publish(staging: str, out: str) -> None:
+    """Swap the complete staging directory in as ``out``.
+
+    A fresh ``out`` is one atomic rename. An existing one is first renamed aside,
+    then the new one renamed in, then the old one deleted: a crash between the two
+    renames leaves both complete directories on disk, never a partial one.
+    """
+    if not os.path.exists(os.path.join(staging, SUCCESS_FILE)):
+        raise RuntimeError(f"{staging} is not complete; not publishing")
+    old = None
+    if os.path.exists(out):
+        old = _staging_path(out, "x").replace(".staging-x", f".old-{uuid.uuid4().hex[:8]}")
+        os.rename(out, old)
+    os.rename(staging, out)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- the job
+
+
+def assign_run(opts: AssignOptions, progress=print) -> dict:
+    """Label every row of ``opts.data`` with the model in ``opts.model``; returns metrics.json's content."""
+    from ..knn import knn_cut
+
+    t_start = time.perf_counter()
+    head, model_config = load_model_dir(opts.model)
+    fs = open_feature_set(opts.data, opts.columns)
+    if fs.n_features != head.config.input_dim:
+        raise ValueError(f"{opts.data} has {fs.n_features} features, but the model expects {head.config.input_dim}")
+    with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
+    out = check_out(opts.out, opts.overwrite)
+    init_ray()
+
+    run = uuid.uuid4().hex[:8]
+    _clean_stale_staging(out)
+    staging = _staging_path(out, run)
+    os.makedirs(os.path.join(staging, LABELS_SUBDIR))
+    try:
+        result = _label_all(opts, fs, head.config.n_clusters, staging, with_label, progress)
+        rows = validate_staging(staging, fs.n_rows)
+        k = head.config.n_clusters
+        cut = knn_cut(result["sample_Z"], result["sample_cluster"], k, opts.ncut_neighbors)
+        metrics = {
+            "rows": rows,
+            "cluster_sizes": result["sizes"].tolist(),
+            "normalized_cut": {
+                "ncut": cut["ncut"], "rcut": cut["rcut"], **cut["graph"],
+                "sample": "all rows" if cut["graph"]["rows"] == rows else f"uniform sample of {cut['graph']['rows']} rows",
+            },
+            "data": {"uri": opts.data, "features": fs.n_features, "read_units": len(fs.units)},
+            "model": {"path": os.path.abspath(opts.model), "k": k, "loss": model_config.get("train", {}).get("loss"),
+                      "trained_on": model_config.get("data", {}).get("uri")},
+            "labelled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "seconds": round(time.perf_counter() - t_start, 3),
+            "label_seconds": round(result["seconds"], 3),
+            "rows_per_second": round(rows / result["seconds"], 1),
+            "out": out,
+        }
+        if with_label:
+            metrics["ground_truth"] = {"column": opts.columns.label_column, **clustering_scores(result["contingency"])}
+        with open(os.path.join(staging, METRICS_FILE), "w") as f:
+            json.dump(metrics, f, indent=2)
+        open(os.path.join(staging, SUCCESS_FILE), "w").close()
+        publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when published
+    return metrics
+
+
+def _label_all(opts, fs, k, staging, with_label, progress) -> dict:
+    size, per_actor = pool_resources(len(fs.units), opts.actors)
+    sample_rate = min(1.0, opts.ncut_sample / max(fs.n_rows, 1))
+    ds = ray.data.range(len(fs.units), override_num_blocks=len(fs.units)).map_batches(
+        UnitLabelActor,
+        fn_constructor_args=(os.path.abspath(opts.model), fs.units, os.path.join(staging, LABELS_SUBDIR),
+                             with_label, sample_rate, opts.seed),
+        batch_size=1,
+        compute=ray.data.ActorPoolStrategy(size=size),
+        **per_actor,
+    )
+    progress(f"[ray_ncut] labelling {fs.n_rows} rows in {len(fs.units)} units with {size} actor(s)")
+    t0, done, last = time.perf_counter(), 0, 0.0
+    sizes, cont, Zs, cls = np.zeros(k, np.int64), None, [], []
+    for row in ds.iter_rows():
+        r = pickle.loads(row["result"])
+        if r.error:
+            raise DataError(r.error)  # stops the pool; the staging directory is removed
+        sizes += r.sizes
+        cont = merge_contingency(cont, r.contingency)
+        Zs.append(r.sample_features)
+        cls.append(r.sample_cluster)
+        done += r.rows
+        now = time.perf_counter() - t0
+        if now - last > 5 or done == fs.n_rows:
+            progress(f"[ray_ncut] labelled {done}/{fs.n_rows} rows ({done / max(now, 1e-9):,.0f} rows/s)")
+            last = now
+    return {"sizes": sizes, "contingency": cont, "sample_Z": np.concatenate(Zs),
+            "sample_cluster": np.concatenate(cls), "seconds": time.perf_counter() - t0}

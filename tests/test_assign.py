@@ -1,0 +1,144 @@
+"""jobs/assign.py: labels equal NeuralCut.predict, ids exactly once, exact metrics, atomic publish."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.datasets import make_blobs
+
+from ray_ncut import NeuralCut
+from ray_ncut.affinity import sparse_knn_graph
+from ray_ncut.labeling import ClusterLabeler
+from ray_ncut.metrics import accuracy, ari, nmi, normalized_cut
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """3,000 rows of 4 overlapping blobs, shuffled over 6 Parquet files of many row groups,
+    with a trained in-memory model saved as a model directory."""
+    X, y = make_blobs(3000, n_features=5, centers=4, cluster_std=2.5, random_state=0)
+    X = X.astype(np.float32)
+    root = tmp_path_factory.mktemp("assign")
+    model = NeuralCut(n_clusters=4, steps=60, batch_size=500, hidden=(32, 32), random_state=0).fit(X)
+    model.save(root / "model")
+    ids = np.arange(10_000, 13_000)
+    order = np.random.default_rng(1).permutation(3000)
+    data = root / "data"
+    data.mkdir()
+    for i, idx in enumerate(np.array_split(order, 6)):
+        feats = pa.FixedSizeListArray.from_arrays(pa.array(X[idx].ravel()), 5)
+        pq.write_table(pa.table({"id": ids[idx], "features": feats, "truth": y[idx]}),
+                       data / f"f{i}.parquet", row_group_size=130)
+    return {"root": root, "X": X, "y": y, "ids": ids, "model": model, "data": data}
+
+
+def assign(args):
+    return subprocess.run([sys.executable, str(ROOT / "jobs" / "assign.py"), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def read_labels(out):
+    return pd.read_parquet(out / "labels").set_index("id").sort_index()
+
+
+def test_labeler_on_a_plain_batch_matches_predict(corpus):
+    labeler = ClusterLabeler(str(corpus["root"] / "model"))
+    X = corpus["X"][:50]
+    out = labeler({"id": np.arange(50), "features": X})
+    np.testing.assert_array_equal(out["cluster"], corpus["model"].predict(X))
+    assert out["cluster"].dtype == np.int32 and out["confidence"].dtype == np.float32
+    np.testing.assert_allclose(out["confidence"], corpus["model"].predict_proba(X).max(1), rtol=1e-6)
+
+
+@pytest.mark.ray
+def test_labeler_works_on_ray_take_batch(ray_cluster, corpus):
+    import ray
+
+    ds = ray.data.from_items([{"id": i, "features": corpus["X"][i]} for i in range(20)])
+    batch = ds.take_batch(8)
+    out = ClusterLabeler(str(corpus["root"] / "model"))(batch)
+    np.testing.assert_array_equal(out["cluster"], corpus["model"].predict(corpus["X"][batch["id"]]))
+
+
+@pytest.mark.ray
+def test_labels_ids_and_exact_metrics(ray_cluster, corpus, tmp_path):
+    out = tmp_path / "labels"
+    done = assign(["--model", str(corpus["root"] / "model"), "--data", str(corpus["data"]),
+                   "--out", str(out), "--label-column", "truth", "--actors", "2"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Published to" in done.stdout
+
+    labels = read_labels(out)
+    assert labels.index.is_unique and len(labels) == 3000
+    np.testing.assert_array_equal(labels.index.to_numpy(), corpus["ids"])  # every id exactly once
+    expected = corpus["model"].predict(corpus["X"])
+    np.testing.assert_array_equal(labels["cluster"].to_numpy(), expected)
+    assert str(labels["cluster"].dtype) == "int32" and str(labels["confidence"].dtype) == "float32"
+
+    m = json.loads((out / "metrics.json").read_text())
+    y = corpus["y"]
+    assert m["rows"] == 3000 and m["data"]["read_units"] == 6 * 4
+    assert m["cluster_sizes"] == np.bincount(expected, minlength=4).tolist()
+    gt = m["ground_truth"]
+    assert gt["acc"] == pytest.approx(accuracy(y, expected), abs=1e-12)
+    assert gt["nmi"] == pytest.approx(nmi(y, expected), abs=1e-12)
+    assert gt["ari"] == pytest.approx(ari(y, expected), abs=1e-12)
+    # the cut on the kNN graph of the (scaled) corpus, against the brute-force graph
+    Z = corpus["model"].scaler_.transform(corpus["X"])
+    brute = normalized_cut(sparse_knn_graph(Z.astype(np.float64), 10), expected)
+    assert m["normalized_cut"]["ncut"] == pytest.approx(brute, rel=1e-4)
+    assert m["normalized_cut"]["sample"] == "all rows"
+    assert (out / "_SUCCESS").exists()
+
+
+@pytest.mark.ray
+def test_failed_job_leaves_previous_output_and_overwrite_replaces_it_whole(ray_cluster, corpus, tmp_path):
+    out = tmp_path / "labels"
+    out.mkdir()
+    (out / "labels").mkdir()
+    (out / "labels" / "part-999999.parquet").write_bytes(b"previous output")
+    before = sorted(p.name for p in out.iterdir())
+
+    # no --overwrite: refused, nothing touched
+    done = assign(["--model", str(corpus["root"] / "model"), "--data", str(corpus["data"]), "--out", str(out)])
+    assert done.returncode == 2 and "already exists" in done.stderr.strip().splitlines()[-1]
+
+    # a NaN in the last file fails the job after other units were written to staging
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in sorted(corpus["data"].iterdir()):
+        (bad / f.name).write_bytes(f.read_bytes())
+    t = pq.read_table(bad / "f5.parquet").to_pandas()
+    t.at[len(t) - 1, "features"] = np.array([np.nan] * 5, dtype=np.float32)
+    pq.write_table(pa.Table.from_pandas(t), bad / "f5.parquet")
+    done = assign(["--model", str(corpus["root"] / "model"), "--data", str(bad), "--out", str(out), "--overwrite"])
+    assert done.returncode != 0
+    assert "NaN" in done.stderr.strip().splitlines()[-1]
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert (out / "labels" / "part-999999.parquet").read_bytes() == b"previous output"
+    assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name or ".old-" in p.name]
+
+    # --overwrite with good input replaces the directory whole
+    done = assign(["--model", str(corpus["root"] / "model"), "--data", str(corpus["data"]), "--out", str(out),
+                   "--overwrite"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not (out / "labels" / "part-999999.parquet").exists()
+    assert len(read_labels(out)) == 3000
+
+
+@pytest.mark.ray
+def test_dimension_mismatch_is_one_clear_line(ray_cluster, corpus, tmp_path):
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((10, 3), np.float32))
+    done = assign(["--model", str(corpus["root"] / "model"), "--data", str(path), "--out", str(tmp_path / "o")])
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == f"error: {path} has 3 features, but the model expects 5"
+    assert not (tmp_path / "o").exists()
