@@ -17,7 +17,8 @@ import sys
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="run directory written by jobs/train.py (or NeuralCut.save)")
-    p.add_argument("--data", required=True, help="Parquet file/dir/glob, a .npy file, or builtin:NAME")
+    p.add_argument("--data", help="Parquet file/dir/glob, a .npy file, or builtin:NAME "
+                                   "(default: the data the model was trained on)")
     p.add_argument("--out", required=True, help="labels directory to publish")
     p.add_argument("--features", help="one list/tensor column holding the feature vector (default 'features')")
     p.add_argument("--feature-columns", help="comma-separated scalar feature columns instead of --features")
@@ -32,14 +33,28 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def training_data(model_dir: str) -> str:
+    from ray_ncut.model import load_model_dir
+
+    uri = load_model_dir(model_dir)[1].get("data", {}).get("uri")
+    if not uri:
+        raise ValueError(f"--data is required: {model_dir} does not record the data it was trained on")
+    return uri
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from ray_ncut.data.readers import ColumnSpec
     from ray_ncut.ray.label import AssignOptions, assign_run
 
+    try:
+        data = args.data or training_data(args.model)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     opts = AssignOptions(
-        model=args.model, data=args.data, out=args.out,
+        model=args.model, data=data, out=args.out,
         columns=ColumnSpec(
             features=args.features,
             feature_columns=tuple(args.feature_columns.split(",")) if args.feature_columns else None,
