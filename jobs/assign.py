@@ -55,11 +55,7 @@ def main(argv=None) -> int:
         return 2
     opts = AssignOptions(
         model=args.model, data=data, out=args.out,
-        columns=ColumnSpec(
-            features=args.features,
-            feature_columns=tuple(args.feature_columns.split(",")) if args.feature_columns else None,
-            id_column=args.id_column, label_column=args.label_column,
-        ),
+        columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column, args.label_column),
         ncut_neighbors=args.ncut_neighbors, ncut_sample=args.ncut_sample,
         overwrite=args.overwrite, seed=args.seed, actors=args.actors,
     )

@@ -68,11 +68,7 @@ def options_from_args(args):
         data=args.data,
         out=args.out,
         n_clusters=k,
-        columns=ColumnSpec(
-            features=args.features,
-            feature_columns=tuple(args.feature_columns.split(",")) if args.feature_columns else None,
-            id_column=args.id_column,
-        ),
+        columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column),
         graph=GraphConfig(n_neighbors=args.neighbors, sigma=sigma, local_scaling=args.local_scaling),
         train=TrainConfig(loss=args.loss, gamma=args.gamma, batch_size=args.batch_size, steps=args.steps,
                           learning_rate=args.lr, init=args.init),

@@ -13,7 +13,7 @@ from .config import GraphConfig, TrainConfig
 from .engine import fit_head, random_batches, subgraph_ncut
 from .model import CutHead, HeadConfig, load_model_dir, save_model_dir
 from .scaling import FeatureScaler
-from .warmstart import distill, spectral_labels
+from .warmstart import warm_start
 
 __all__ = ["NeuralCut"]
 
@@ -211,12 +211,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         torch.manual_seed(seed)
         head = CutHead(HeadConfig(Xt.shape[1], int(self.n_clusters), tuple(self.hidden))).to(device)
         gen = torch.Generator().manual_seed(seed)
-        curve = []
-        if train.init == "spectral" and train.distill_steps > 0:
-            idx = torch.randperm(Xt.shape[0], generator=gen)[: train.init_sample]
-            sample = Xt[idx.to(device)]
-            labels = spectral_labels(sample.cpu().numpy(), head.config.n_clusters, graph, seed)
-            curve += distill(head, sample, torch.as_tensor(labels, device=device), train, gen)
+        curve = warm_start(head, Xt, graph, train, seed, gen)
         batches = random_batches(Xt, train.batch_size, train.steps, gen)
         curve += fit_head(head, batches, graph, train, on_step=self._log_step if self.verbose else None)
         return head, curve

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from .affinity import sparse_knn_graph
 from .config import GraphConfig, TrainConfig
 
-__all__ = ["spectral_labels", "distill"]
+__all__ = ["spectral_labels", "distill", "warm_start"]
 
 
 def spectral_labels(X: np.ndarray, n_clusters: int, graph: GraphConfig, seed: int) -> np.ndarray:
@@ -56,3 +56,16 @@ def distill(head, X: torch.Tensor, labels: torch.Tensor, train: TrainConfig, gen
         curve.append({"step": i - train.distill_steps, "distill_ce": ce.item()})
     head.eval()
     return curve
+
+
+def warm_start(head, X: torch.Tensor, graph: GraphConfig, train: TrainConfig, seed: int, generator) -> list[dict]:
+    """Distill spectral clustering of ``train.init_sample`` random rows of X (n, d) into ``head``.
+
+    Does nothing (returns ``[]``) for ``init="random"`` or ``distill_steps=0``.
+    """
+    if train.init != "spectral" or train.distill_steps == 0:
+        return []
+    idx = torch.randperm(X.shape[0], generator=generator)[: train.init_sample]
+    sample = X[idx.to(X.device)]
+    labels = spectral_labels(sample.cpu().numpy(), head.config.n_clusters, graph, seed)
+    return distill(head, sample, torch.as_tensor(labels, device=X.device), train, generator)

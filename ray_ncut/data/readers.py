@@ -41,6 +41,12 @@ class ColumnSpec:
     id_column: str = "id"
     label_column: str | None = None
 
+    @classmethod
+    def from_flags(cls, features=None, feature_columns=None, id_column="id", label_column=None) -> "ColumnSpec":
+        """From the command-line flags: ``feature_columns`` is the comma-separated string."""
+        columns = tuple(c.strip() for c in feature_columns.split(",")) if feature_columns else None
+        return cls(features, columns, id_column, label_column)
+
 
 @dataclass
 class ReadUnit:

@@ -176,14 +176,9 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hoo
 
 def warm_start_state(head_config: HeadConfig, graph: GraphConfig, train: TrainConfig, X: np.ndarray, seed: int) -> dict:
     """Initial weights: random, or the spectral clustering of the sample distilled into the head."""
-    from ..warmstart import distill, spectral_labels
+    from ..warmstart import warm_start
 
     torch.manual_seed(seed)
     head = CutHead(head_config)
-    if train.init == "spectral" and train.distill_steps > 0:
-        gen = torch.Generator().manual_seed(seed)
-        idx = torch.randperm(len(X), generator=gen)[: train.init_sample]
-        sample = torch.from_numpy(X)[idx]
-        labels = spectral_labels(sample.numpy(), head_config.n_clusters, graph, seed)
-        distill(head, sample, torch.as_tensor(labels), train, gen)
+    warm_start(head, torch.from_numpy(X), graph, train, seed, torch.Generator().manual_seed(seed))
     return {k: v.detach().clone() for k, v in head.state_dict().items()}
