@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .builtin import BuiltinSpec, builtin_chunks, parse_builtin, synthetic_chunk
+from .builtin import builtin_chunks, parse_builtin, synthetic_chunk
 
 __all__ = ["ColumnSpec", "ReadUnit", "plan_units", "read_unit", "DataError"]
 

@@ -92,14 +92,14 @@ def pool_resources(n_units: int, actors: int | None) -> tuple[int, dict]:
 # --------------------------------------------------------------------------- output paths
 
 
-def _staging_path(out: str, run: str) -> str:
+def _sibling(out: str, tag: str) -> str:
+    """A hidden folder beside ``out`` (same filesystem, so renames between them are atomic)."""
     parent, name = os.path.split(out)
-    return os.path.join(parent, f".{name}.staging-{run}")
+    return os.path.join(parent, f".{name}.{tag}")
 
 
 def _clean_stale_staging(out: str) -> None:
-    parent, name = os.path.split(out)
-    for stale in glob.glob(os.path.join(parent, f".{name}.staging-*")) + glob.glob(os.path.join(parent, f".{name}.old-*")):
+    for stale in glob.glob(_sibling(out, "staging-*")) + glob.glob(_sibling(out, "old-*")):
         shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -157,7 +157,7 @@ def publish(staging: str, out: str) -> None:
         raise RuntimeError(f"{staging} is not complete; not publishing")
     old = None
     if os.path.exists(out):
-        old = _staging_path(out, "x").replace(".staging-x", f".old-{uuid.uuid4().hex[:8]}")
+        old = _sibling(out, f"old-{uuid.uuid4().hex[:8]}")
         os.rename(out, old)
     os.rename(staging, out)
     if old:
@@ -182,7 +182,7 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
 
     run = uuid.uuid4().hex[:8]
     _clean_stale_staging(out)
-    staging = _staging_path(out, run)
+    staging = _sibling(out, f"staging-{run}")
     os.makedirs(os.path.join(staging, LABELS_SUBDIR))
     try:
         result = _label_all(opts, fs, head.config.n_clusters, staging, with_label, progress)
