@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .builtin import builtin_chunks, parse_builtin, synthetic_chunk
+from .builtin import CHUNK_ROWS, builtin_chunks, parse_builtin, synthetic_chunk
 
 __all__ = ["ColumnSpec", "ReadUnit", "plan_units", "read_unit", "DataError"]
 
@@ -168,15 +168,12 @@ def _plan_npy(uri: str) -> list[ReadUnit]:
 
 
 def _plan_builtin(uri: str) -> list[ReadUnit]:
+    # Every built-in set is served in CHUNK_ROWS chunks of known size: planning loads nothing.
     spec = parse_builtin(uri)
-    if spec.name in ("rings", "moons", "blobs"):
-        from .builtin import CHUNK_ROWS
-
-        return [
-            ReadUnit("builtin", str(spec), s, min(CHUNK_ROWS, spec.n_rows - s), i)
-            for i, s in enumerate(range(0, spec.n_rows, CHUNK_ROWS))
-        ]
-    return [ReadUnit("builtin", str(spec), start, len(X), i) for i, (start, X, _) in enumerate(builtin_chunks(spec))]
+    return [
+        ReadUnit("builtin", str(spec), s, min(CHUNK_ROWS, spec.n_rows - s), i)
+        for i, s in enumerate(range(0, spec.n_rows, CHUNK_ROWS))
+    ]
 
 
 def plan_units(uri: str, cols: ColumnSpec | None = None) -> list[ReadUnit]:
