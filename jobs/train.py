@@ -16,7 +16,7 @@ DEFAULT_DATA = "builtin:blobs?n=200000&d=16&k=10"
 
 
 def parse_args(argv=None):
-    from ray_ncut.config import LOSSES, SCALINGS
+    from ray_ncut.config import AFFINITIES, LOSSES, SCALINGS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
@@ -31,15 +31,26 @@ def parse_args(argv=None):
     m = p.add_argument_group("model and loss")
     m.add_argument("--k", type=int, default=None, help="number of clusters (default: the builtin's classes, else 10)")
     m.add_argument("--loss", default="ncut", choices=LOSSES, help="ncut (NeuNcut, default), rcut, cnc")
-    m.add_argument("--gamma", type=float, default=2.0, help="orthogonality penalty weight, squared form (default 2)")
+    m.add_argument("--gamma", default="2.0",
+                   help="orthogonality penalty weight, squared form (default 2), or 'auto' for the label-free "
+                        "search of the NeuNcut paper (section 4.6); the choice is written to the config")
     m.add_argument("--neighbors", type=int, default=10, help="kNN affinities kept per point (default 10)")
     m.add_argument("--sigma", default="auto", help="heat-kernel bandwidth: 'auto' (default) or a number")
     m.add_argument("--local-scaling", action="store_true", help="per-point bandwidths (self-tuning kernel)")
+    m.add_argument("--affinity", default="knn", choices=AFFINITIES,
+                   help="knn (default): kNN heat kernel on the scaled features; siamese: on a Siamese embedding "
+                        "trained on kNN pairs")
+    m.add_argument("--siamese-steps", type=int, default=1000, help="training steps of the Siamese embedding (default 1000)")
+    m.add_argument("--constraints", metavar="FILE",
+                   help="CSV of id_a,id_b,link (must|cannot) pairs; adds the KCL loss on them")
+    m.add_argument("--kcl-weight", type=float, default=1.0, help="weight of the KCL constraint loss (default 1)")
     m.add_argument("--hidden", default="512,512", help="MLP hidden widths (default 512,512)")
     m.add_argument("--init", default="spectral", choices=("spectral", "random"),
                    help="spectral warm start on the sample (default) or random")
     t = p.add_argument_group("training")
     t.add_argument("--batch-size", type=int, default=1000, help="points per minibatch subgraph, per worker")
+    t.add_argument("--batch-neighbors", type=int, default=0,
+                   help="nearest neighbours of each anchor added to a minibatch (default 0: uniform batches)")
     t.add_argument("--steps", type=int, default=1000, help="optimisation steps (default 1000)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine-annealed (default 1e-3)")
     t.add_argument("--seed", type=int, default=0)
@@ -56,22 +67,35 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def _number(flag: str, value: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise ValueError(f"{flag} should be 'auto' or a number, got {value!r}") from None
+
+
 def options_from_args(args):
     from ray_ncut.config import GraphConfig, TrainConfig
     from ray_ncut.data.builtin import parse_builtin
     from ray_ncut.data.readers import ColumnSpec
     from ray_ncut.ray.runs import TrainOptions
+    from ray_ncut.siamese import SiameseConfig
 
     k = args.k or (parse_builtin(args.data).n_classes if args.data.startswith("builtin:") else 10)
-    sigma = args.sigma if args.sigma == "auto" else float(args.sigma)
+    sigma = args.sigma if args.sigma == "auto" else _number("--sigma", args.sigma)
+    gamma = args.gamma if args.gamma == "auto" else _number("--gamma", args.gamma)
     return TrainOptions(
         data=args.data,
         out=args.out,
         n_clusters=k,
         columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column),
-        graph=GraphConfig(n_neighbors=args.neighbors, sigma=sigma, local_scaling=args.local_scaling),
-        train=TrainConfig(loss=args.loss, gamma=args.gamma, batch_size=args.batch_size, steps=args.steps,
-                          learning_rate=args.lr, init=args.init),
+        graph=GraphConfig(n_neighbors=args.neighbors, sigma=sigma, local_scaling=args.local_scaling,
+                          affinity=args.affinity),
+        train=TrainConfig(loss=args.loss, gamma=2.0 if gamma == "auto" else gamma, batch_size=args.batch_size,
+                          batch_neighbors=args.batch_neighbors, steps=args.steps, learning_rate=args.lr, init=args.init, kcl_weight=args.kcl_weight),
+        gamma=gamma,
+        constraints=args.constraints,
+        siamese=SiameseConfig(n_neighbors=args.neighbors, steps=args.siamese_steps),
         hidden=tuple(int(h) for h in args.hidden.split(",")),
         scaling=args.scaling,
         sample=args.sample,
@@ -106,7 +130,8 @@ def main(argv=None) -> int:
     print(
         f"\nTrained a {summary['k']}-cluster {summary['loss']} head on {summary['sample_rows']} of "
         f"{summary['rows']} rows of {summary['data']} ({summary['features']} features) with "
-        f"{summary['workers']} {summary['devices'].upper()} worker(s): {summary['steps']} steps in "
+        f"{summary['workers']} {summary['devices'].upper()} worker(s), gamma {summary['gamma']:g}, sigma {summary['sigma']:.4g}: "
+        f"{summary['steps']} steps in "
         f"{summary['train_seconds']:.1f}s{_resumed(summary)} (scan {summary['scan_seconds']:.1f}s, total {summary['total_seconds']:.1f}s); "
         f"final loss {summary['final_loss']:.4f} (cut {summary['final_cut']:.4f}, orth {summary['final_orth']:.4f}). "
         f"Model written to {summary['out']}."

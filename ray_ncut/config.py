@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-__all__ = ["GraphConfig", "TrainConfig", "LOSSES", "SCALINGS", "INITS"]
+__all__ = ["GraphConfig", "TrainConfig", "LOSSES", "SCALINGS", "INITS", "AFFINITIES"]
 
 LOSSES = ("ncut", "rcut", "cnc")
 SCALINGS = ("auto", "standard", "l2", "none")
 INITS = ("spectral", "random")
+AFFINITIES = ("knn", "siamese")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -33,14 +34,20 @@ class _Serialisable:
 
 @dataclass
 class GraphConfig(_Serialisable):
-    """How the affinity of a minibatch is built (see :func:`ray_ncut.affinity.knn_affinity`)."""
+    """How the affinity of a minibatch is built (see :func:`ray_ncut.affinity.knn_affinity`).
+
+    ``affinity="siamese"`` builds the same kNN heat kernel on a learned embedding of
+    the rows (:mod:`ray_ncut.siamese`) instead of on the scaled input.
+    """
 
     n_neighbors: int = 10
     sigma: float | str = "auto"
     local_scaling: bool = False
     scale_neighbor: int = 7
+    affinity: str = "knn"
 
     def __post_init__(self):
+        _check(self.affinity in AFFINITIES, f"affinity={self.affinity!r} should be one of {AFFINITIES}")
         _check(int(self.n_neighbors) >= 1, f"n_neighbors={self.n_neighbors} should be >= 1")
         if isinstance(self.sigma, str):
             _check(self.sigma == "auto", f"sigma={self.sigma!r} should be 'auto' or a positive float")
@@ -58,13 +65,17 @@ class TrainConfig(_Serialisable):
     ``init="spectral"`` distills spectral clustering of ``init_sample`` rows into the
     head for ``distill_steps`` steps before the cut loss takes over
     (:mod:`ray_ncut.warmstart`); ``"random"`` starts from the random initialisation.
-    ``tau_start``/``tau_end`` anneal the Gumbel-softmax temperature of the CNC loss
+    ``batch_neighbors`` > 0 builds each minibatch from ``batch_size / (1 + batch_neighbors)``
+    random anchors plus that many of each anchor's nearest neighbours in the sample,
+    so that every subgraph holds real neighbourhoods (SpectralNet's trick); 0 draws
+    minibatches uniformly. ``tau_start``/``tau_end`` anneal the Gumbel-softmax temperature of the CNC loss
     (used in training only; prediction is the argmax of the plain softmax).
     """
 
     loss: str = "ncut"
     gamma: float = 2.0
     batch_size: int = 1000
+    batch_neighbors: int = 0
     steps: int = 1000
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -73,12 +84,14 @@ class TrainConfig(_Serialisable):
     kcl_weight: float = 1.0
     init: str = "spectral"
     init_sample: int = 5000
-    distill_steps: int = 300
+    distill_steps: int = 1000
 
     def __post_init__(self):
         _check(self.loss in LOSSES, f"loss={self.loss!r} should be one of {LOSSES}")
         _check(float(self.gamma) >= 0, f"gamma={self.gamma} should be >= 0")
         _check(int(self.batch_size) >= 2, f"batch_size={self.batch_size} should be >= 2")
+        _check(0 <= int(self.batch_neighbors) < int(self.batch_size) // 2,
+               f"batch_neighbors={self.batch_neighbors} should be in [0, batch_size / 2)")
         _check(int(self.steps) >= 1, f"steps={self.steps} should be >= 1")
         _check(float(self.learning_rate) > 0, f"learning_rate={self.learning_rate} should be > 0")
         _check(self.init in INITS, f"init={self.init!r} should be one of {INITS}")

@@ -10,10 +10,11 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from .config import GraphConfig, TrainConfig
-from .engine import fit_head, random_batches, subgraph_ncut
-from .model import CutHead, HeadConfig, load_model_dir, save_model_dir
+from .engine import Constraints, fit_head, subgraph_ncut, training_batches
+from .model import HeadConfig, load_model_dir, save_model_dir
+from .prepare import prepare_training
 from .scaling import FeatureScaler
-from .warmstart import warm_start
+from .siamese import SiameseConfig
 
 __all__ = ["NeuralCut"]
 
@@ -59,8 +60,10 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         k, the number of clusters.
     loss : {"ncut", "rcut", "cnc"}, default="ncut"
         NeuNcut, NeuRcut, or CNC's expected normalized cut.
-    gamma : float, default=2.0
-        Weight of the squared orthogonality penalty (ignored by "cnc").
+    gamma : float or "auto", default=2.0
+        Weight of the squared orthogonality penalty (ignored by "cnc"). "auto"
+        chooses it label-free by the NeuNcut paper's rule (:mod:`ray_ncut.autotune`);
+        the search is kept in ``auto_["gamma"]``.
     n_neighbors : int, default=10
         Affinities kept per point in each minibatch graph.
     sigma : float or "auto", default="auto"
@@ -68,6 +71,15 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         distance to the 7th neighbour inside each batch.
     local_scaling : bool, default=False
         Per-point bandwidths (self-tuning spectral clustering) instead of one sigma.
+    affinity : {"knn", "siamese"}, default="knn"
+        Build the minibatch graphs on the scaled input, or on a Siamese embedding
+        trained on kNN pairs (:mod:`ray_ncut.siamese`). Either way the head reads
+        the input features, so prediction needs no embedding.
+    kcl_weight : float, default=1.0
+        Weight of the KCL pairwise-constraint loss when ``fit`` is given constraints.
+    siamese_params : dict or None, default=None
+        Overrides of :class:`ray_ncut.siamese.SiameseConfig` (``dim``, ``hidden``,
+        ``steps``, ...) for ``affinity="siamese"``.
     scaling : {"auto", "standard", "l2", "none"}, default="auto"
         Feature scaling learnt in ``fit`` and stored with the model; "auto" is
         "l2" (unit-length rows) for 16 or more features, "standard" below.
@@ -75,6 +87,11 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         Hidden widths of the MLP.
     batch_size : int, default=1000
         Points per minibatch subgraph (capped at n_samples).
+    batch_neighbors : int, default=0
+        Each minibatch is ``batch_size / (1 + batch_neighbors)`` random anchors plus
+        this many of each anchor's nearest neighbours, so subgraphs hold real
+        neighbourhoods; 0 draws minibatches uniformly. Measured (3 seeds): 3 helps
+        MNIST-5k (ACC 0.666 vs 0.654) and hurts Fashion-MNIST 70k (0.536 vs 0.56).
     steps : int, default=1000
         Optimisation steps per restart.
     learning_rate : float, default=1e-3
@@ -84,7 +101,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         same kNN graph and distills the result into the head (``distill_steps``
         cross-entropy steps) before the cut loss takes over.
     init_sample : int, default=5000
-    distill_steps : int, default=300
+    distill_steps : int, default=1000
     n_init : int, default=1
         Restarts; the head with the lowest normalized cut on held-out minibatch
         subgraphs is kept (label-free).
@@ -105,6 +122,9 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         Loss terms per step of the kept restart.
     selection_ncut_ : list of float
         Held-out subgraph Ncut of every restart.
+    auto_ : dict
+        The label-free choices of the kept restart: the bandwidth sigma the kernel
+        used, the gamma search (when ``gamma="auto"``), the Siamese settings.
     """
 
     def __init__(
@@ -115,14 +135,18 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         n_neighbors=10,
         sigma="auto",
         local_scaling=False,
+        affinity="knn",
+        siamese_params=None,
+        kcl_weight=1.0,
         scaling="auto",
         hidden=(512, 512),
         batch_size=1000,
+        batch_neighbors=0,
         steps=1000,
         learning_rate=1e-3,
         init="spectral",
         init_sample=5000,
-        distill_steps=300,
+        distill_steps=1000,
         n_init=1,
         random_state=None,
         device="auto",
@@ -134,9 +158,13 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.sigma = sigma
         self.local_scaling = local_scaling
+        self.affinity = affinity
+        self.siamese_params = siamese_params
+        self.kcl_weight = kcl_weight
         self.scaling = scaling
         self.hidden = hidden
         self.batch_size = batch_size
+        self.batch_neighbors = batch_neighbors
         self.steps = steps
         self.learning_rate = learning_rate
         self.init = init
@@ -150,16 +178,19 @@ class NeuralCut(ClusterMixin, BaseEstimator):
     # ------------------------------------------------------------------ configs
 
     def _configs(self):
-        graph = GraphConfig(n_neighbors=self.n_neighbors, sigma=self.sigma, local_scaling=self.local_scaling)
+        graph = GraphConfig(n_neighbors=self.n_neighbors, sigma=self.sigma, local_scaling=self.local_scaling,
+                            affinity=self.affinity)
         train = TrainConfig(
             loss=self.loss,
-            gamma=self.gamma,
+            gamma=2.0 if self.gamma == "auto" else self.gamma,
             batch_size=self.batch_size,
+            batch_neighbors=self.batch_neighbors,
             steps=self.steps,
             learning_rate=self.learning_rate,
             init=self.init,
             init_sample=self.init_sample,
             distill_steps=self.distill_steps,
+            kcl_weight=self.kcl_weight,
         )
         return graph, train
 
@@ -170,13 +201,37 @@ class NeuralCut(ClusterMixin, BaseEstimator):
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}")
         if int(self.n_init) < 1:
             raise ValueError(f"n_init={self.n_init} should be >= 1")
+        if isinstance(self.gamma, str) and self.gamma != "auto":
+            raise ValueError(f"gamma={self.gamma!r} should be 'auto' or a float >= 0")
+
+    @staticmethod
+    def _check_constraints(constraints, n_samples: int, device) -> Constraints | None:
+        """``constraints`` (p, 3): row i, row j, 1 for must-link / 0 for cannot-link."""
+        if constraints is None:
+            return None
+        C = np.asarray(constraints)
+        if C.ndim != 2 or C.shape[1] != 3 or len(C) == 0:
+            raise ValueError(f"constraints should have shape (n_pairs, 3) [i, j, must_link], got {C.shape}")
+        if not np.issubdtype(C.dtype, np.integer):
+            raise ValueError(f"constraints should hold integers (row, row, 0/1), got dtype {C.dtype}")
+        pairs, link = C[:, :2], C[:, 2]
+        if pairs.min() < 0 or pairs.max() >= n_samples:
+            raise ValueError(f"constraints name row {int(pairs.max() if pairs.max() >= n_samples else pairs.min())}, "
+                             f"outside 0..{n_samples - 1}")
+        if not np.isin(link, (0, 1)).all():
+            raise ValueError(f"constraints' third column should be 1 (must-link) or 0 (cannot-link), got {link[~np.isin(link, (0, 1))][0]}")
+        t = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
+        return Constraints(None, t(pairs[:, 0]), t(pairs[:, 1]), t(link).bool())
 
     # ------------------------------------------------------------------ fit
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, constraints=None):
         """Learn the feature scaling and train the cut head on X of shape (n, d).
 
-        ``y`` is ignored (present for API consistency).
+        ``y`` is ignored (present for API consistency). ``constraints``, optional,
+        is an int array (n_pairs, 3) of rows ``i, j`` of X and 1 (must-link) or
+        0 (cannot-link); the KCL loss on those pairs is added to the cut loss
+        with weight ``kcl_weight``.
         """
         X = _check_array(X)
         self._validate_params(X.shape[0])
@@ -184,6 +239,9 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         scaler = FeatureScaler.fit(self.scaling, X)
         device = _resolve_device(self.device)
         Xt = torch.from_numpy(scaler.transform(X)).to(device)  # (n, d)
+        pairs = self._check_constraints(constraints, X.shape[0], device)
+        if pairs is not None:
+            pairs.X = Xt  # pairs index rows of the whole sample
         seed = int(np.random.default_rng(self.random_state).integers(2**31 - 20_000))
 
         best = None
@@ -191,30 +249,32 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             for restart in range(int(self.n_init)):
-                head, curve = self._train_one(Xt, graph, train, seed + restart, device)
+                run = self._train_one(Xt, graph, train, seed + restart, pairs)
                 gen = torch.Generator().manual_seed(seed + 10_000 + restart)
-                score = subgraph_ncut(head, Xt, graph, train.batch_size, _SELECTION_BATCHES, gen)
+                score = subgraph_ncut(run["head"], Xt, graph, train.batch_size, _SELECTION_BATCHES, gen, run["Z"])
                 self.selection_ncut_.append(score)
                 log.info("restart %d: held-out subgraph ncut %.4f", restart, score)
                 if best is None or score < best[0]:
-                    best = (score, head, curve)
+                    best = (score, run)
 
-        _, self.head_, self.training_curve_ = best
+        run = best[1]
+        self.head_, self.training_curve_, self.auto_ = run["head"], run["curve"], run["auto"]
         self.scaler_ = scaler
-        self.graph_config_, self.train_config_ = graph, train
+        self.graph_config_, self.train_config_ = graph, run["train"]
         self.n_features_in_ = X.shape[1]
         self.fit_seconds_ = time.perf_counter() - t0
         self.labels_ = self._predict_scaled(Xt).argmax(1)
         return self
 
-    def _train_one(self, Xt, graph, train, seed, device):
-        torch.manual_seed(seed)
-        head = CutHead(HeadConfig(Xt.shape[1], int(self.n_clusters), tuple(self.hidden))).to(device)
-        gen = torch.Generator().manual_seed(seed)
-        curve = warm_start(head, Xt, graph, train, seed, gen)
-        batches = random_batches(Xt, train.batch_size, train.steps, gen)
-        curve += fit_head(head, batches, graph, train, on_step=self._log_step if self.verbose else None)
-        return head, curve
+    def _train_one(self, Xt, graph, train, seed, pairs) -> dict:
+        head_config = HeadConfig(Xt.shape[1], int(self.n_clusters), tuple(self.hidden))
+        siamese = SiameseConfig(**{"n_neighbors": graph.n_neighbors, **(self.siamese_params or {})})
+        prep = prepare_training(Xt, head_config, graph, train, self.gamma, seed, siamese)
+        gen = torch.Generator().manual_seed(seed + 1)
+        batches = training_batches(Xt, prep.train, prep.train.steps, gen, prep.Z, prep.neighbours)
+        curve = prep.warm_curve + fit_head(prep.head, batches, graph, prep.train, constraints=pairs, generator=gen,
+                                           on_step=self._log_step if self.verbose else None)
+        return {"head": prep.head, "curve": curve, "auto": prep.auto, "train": prep.train, "Z": prep.Z}
 
     def _log_step(self, terms):
         if terms["step"] % 100 == 0 or terms["step"] == self.steps - 1:
@@ -259,6 +319,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
             "graph": self.graph_config_.to_dict(),
             "train": self.train_config_.to_dict(),
             "selection_ncut": self.selection_ncut_,
+            "auto": self.auto_,
         }
 
     def save(self, path: str) -> None:
@@ -278,5 +339,6 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         est.graph_config_ = GraphConfig.from_dict(config["graph"])
         est.train_config_ = TrainConfig.from_dict(config["train"])
         est.selection_ncut_ = config.get("selection_ncut", [])
+        est.auto_ = config.get("auto", {})
         est.n_features_in_ = head.config.input_dim
         return est

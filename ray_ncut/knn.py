@@ -16,7 +16,7 @@ import torch
 from .affinity import heat_kernel, median_knn_sigma
 from .metrics import CutSums, cut_partial, cut_scores, merge_cut
 
-__all__ = ["build_index", "knn_search", "knn_cut"]
+__all__ = ["build_index", "knn_search", "knn_cut", "neighbour_table"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,15 @@ def knn_search(index, Q: np.ndarray, query_ids: np.ndarray, n_neighbors: int):
     keep[~is_self.any(1), -1] = False  # self not found (duplicates): drop the farthest instead
     m = len(Q)
     return np.maximum(d2[keep].reshape(m, n_neighbors), 0.0), idx[keep].reshape(m, n_neighbors)
+
+
+def neighbour_table(X: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """(n, s) row indices of each row's s nearest other rows of X (n, d); a training sample's
+    neighbours, for minibatches of real neighbourhoods and the Siamese positives."""
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    s = min(n_neighbors, len(X) - 1)
+    index, _ = build_index(X)
+    return knn_search(index, X, np.arange(len(X)), s)[1].astype(np.int64)
 
 
 def knn_cut(

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .affinity import sparse_knn_graph
 from .config import GraphConfig, TrainConfig
+from .metrics import normalized_cut
 
 __all__ = ["spectral_labels", "distill", "warm_start"]
 
@@ -25,15 +26,22 @@ def spectral_labels(X: np.ndarray, n_clusters: int, graph: GraphConfig, seed: in
     """Spectral clustering of X (n, d) on the system's kNN heat-kernel graph; (n,) int labels.
 
     The graph uses the same kernel as the training loss, so the warm start and the
-    fine-tuning optimise the same cut.
+    fine-tuning optimise the same cut. The spectral embedding is rounded to labels
+    two ways (QR pivoting, k-means) and the labelling with the lower normalized cut
+    on the graph is kept: label-free, and neither rounding wins everywhere
+    (measured Ncut, QR vs k-means: MNIST-5k 0.70 vs 0.60).
     """
-    from sklearn.cluster import spectral_clustering
+    from sklearn.cluster import k_means
+    from sklearn.cluster._spectral import cluster_qr
+    from sklearn.manifold import spectral_embedding
 
     W = sparse_knn_graph(X, graph.n_neighbors, graph.sigma, graph.local_scaling, graph.scale_neighbor)
     with warnings.catch_warnings():
         # Well-separated clusters *are* disconnected components of a kNN graph.
         warnings.filterwarnings("ignore", message="Graph is not fully connected")
-        return spectral_clustering(W, n_clusters=n_clusters, assign_labels="cluster_qr", random_state=seed)
+        maps = spectral_embedding(W, n_components=n_clusters, drop_first=False, random_state=seed)  # (n, k)
+    candidates = [cluster_qr(maps), k_means(maps, n_clusters, n_init=10, random_state=seed)[1]]
+    return min(candidates, key=lambda labels: normalized_cut(W, labels)).astype(np.int64)
 
 
 def distill(head, X: torch.Tensor, labels: torch.Tensor, train: TrainConfig, generator: torch.Generator) -> list[dict]:
@@ -58,14 +66,18 @@ def distill(head, X: torch.Tensor, labels: torch.Tensor, train: TrainConfig, gen
     return curve
 
 
-def warm_start(head, X: torch.Tensor, graph: GraphConfig, train: TrainConfig, seed: int, generator) -> list[dict]:
+def warm_start(head, X: torch.Tensor, graph: GraphConfig, train: TrainConfig, seed: int, generator,
+               Z: torch.Tensor | None = None) -> list[dict]:
     """Distill spectral clustering of ``train.init_sample`` random rows of X (n, d) into ``head``.
 
-    Does nothing (returns ``[]``) for ``init="random"`` or ``distill_steps=0``.
+    With a learned embedding Z (n, e), the spectral graph is built on Z (the head
+    still reads X). Does nothing (returns ``[]``) for ``init="random"`` or
+    ``distill_steps=0``.
     """
     if train.init != "spectral" or train.distill_steps == 0:
         return []
-    idx = torch.randperm(X.shape[0], generator=generator)[: train.init_sample]
-    sample = X[idx.to(X.device)]
-    labels = spectral_labels(sample.cpu().numpy(), head.config.n_clusters, graph, seed)
+    idx = torch.randperm(X.shape[0], generator=generator)[: train.init_sample].to(X.device)
+    sample = X[idx]
+    on = sample if Z is None else Z[idx]
+    labels = spectral_labels(on.cpu().numpy(), head.config.n_clusters, graph, seed)
     return distill(head, sample, torch.as_tensor(labels, device=X.device), train, generator)

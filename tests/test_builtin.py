@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from ray_ncut.data import builtin
-from ray_ncut.data.builtin import builtin_chunks, load_builtin, parse_builtin, synthetic_chunk
+from ray_ncut.data.builtin import (
+    builtin_chunks,
+    load_builtin,
+    parse_builtin,
+    synthetic_chunk,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

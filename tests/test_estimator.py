@@ -8,6 +8,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import load_digits, make_blobs
 
 from ray_ncut import NeuralCut
+from ray_ncut.data import load_builtin
 from ray_ncut.metrics import accuracy
 
 
@@ -105,3 +106,11 @@ def test_predict_with_wrong_dimension_names_both_dimensions(fitted):
 def test_predict_before_fit_is_a_clear_error():
     with pytest.raises(ValueError, match="not fitted"):
         NeuralCut().predict(np.zeros((4, 3)))
+
+
+def test_rings_trained_on_a_sample_label_new_rows():
+    """Two concentric rings: the plain relaxed cut settles on a straight line; the system does not."""
+    X, _ = load_builtin("builtin:rings?n=3000")
+    X_new, y_new = load_builtin("builtin:rings?n=20000&seed=5")
+    est = NeuralCut(2, steps=200, hidden=(64, 64), batch_size=500, random_state=0).fit(X)
+    assert accuracy(y_new, est.predict(X_new)) > 0.99

@@ -78,6 +78,35 @@ def test_two_workers_on_builtin_blobs(ray_cluster, tmp_path):
     assert config["data"]["uri"] == BLOBS and config["scaler"]["mode"] == "standard"
 
 
+def test_auto_gamma_siamese_affinity_and_constraints_in_one_run(ray_cluster, blob_parquet, tmp_path):
+    d, X, y = blob_parquet
+    pairs = tmp_path / "pairs.csv"
+    rows = [f"{a},{b},{'must' if y[a] == y[b] else 'cannot'}" for a, b in np.random.default_rng(0).integers(0, 6000, (40, 2))]
+    pairs.write_text("id_a,id_b,link\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    train(["--data", str(d), "--id-column", "row", "--k", "4", "--out", str(out), "--gamma", "auto",
+           "--affinity", "siamese", "--siamese-steps", "100", "--constraints", str(pairs), *SMALL])
+    assert accuracy(y, NeuralCut.load(out).predict(X)) >= 0.99
+    config = json.loads((out / "config.json").read_text())
+    assert config["estimator"]["gamma"] == "auto" and config["train"]["gamma"] == config["auto"]["gamma"]["gamma"]
+    assert config["auto"]["sigma"]["mode"] == "auto" and config["auto"]["sigma"]["sigma"] > 0
+    assert config["auto"]["siamese"]["steps"] == 100 and config["graph"]["affinity"] == "siamese"
+    assert config["constraints"]["pairs"] == 40
+    curve_header = (out / "curve.csv").read_text().splitlines()[0]
+    assert curve_header == "step,loss,cut,orth"
+
+
+def test_constraint_id_missing_from_the_data_is_one_line(ray_cluster, blob_parquet, tmp_path, capsys):
+    d, _, _ = blob_parquet
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("id_a,id_b,link\n3,999999,must\n")
+    out = tmp_path / "run"
+    code = train(["--data", str(d), "--id-column", "row", "--k", "4", "--out", str(out),
+                  "--constraints", str(pairs), *SMALL], check=False)
+    assert code == 2 and not out.exists()
+    assert "--constraints: 1 id(s) not found in the data, e.g. '999999'" in capsys.readouterr().err
+
+
 def test_job_submitted_with_ray_job_submit(ray_cluster, tmp_path):
     out = tmp_path / "submitted"
     env = {**os.environ, "RAY_ADDRESS": ray_cluster["dashboard"]}

@@ -10,7 +10,7 @@ import ray
 from ..data.readers import ColumnSpec, DataError, ReadUnit, plan_units, read_unit
 from ..scaling import FeatureScaler, MomentSums, merge_moments, moments_partial
 
-__all__ = ["init_ray", "read_dataset", "scan_statistics", "FeatureSet", "open_feature_set"]
+__all__ = ["init_ray", "read_dataset", "scan_statistics", "collect_rows", "FeatureSet", "open_feature_set"]
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +99,27 @@ def scan_statistics(fs: FeatureSet, scaling: str, sample_rows: int, seed: int):
     chunks = [b["features"] for b in sample.select_columns(["features"]).iter_batches(batch_size=None, batch_format="numpy")]
     X = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, fs.n_features), np.float32)
     return scaler, X, merged.count
+
+
+def collect_rows(fs: FeatureSet, ids: set[str]) -> tuple[list[str], np.ndarray]:
+    """The rows whose id (as text) is in ``ids``, from one filtered pass: ``(row_ids, X (c, d))``.
+
+    For the rows named in a constraints file; only the matches come to the driver.
+    """
+    wanted = frozenset(ids)
+
+    def keep(batch):
+        mask = np.array([str(i) in wanted for i in batch["id"]], dtype=bool)
+        return {"id": np.array([str(i) for i in batch["id"][mask]], dtype=object), "features": batch["features"][mask]}
+
+    row_ids, parts = [], []
+    for b in read_dataset(fs).map_batches(keep, batch_format="numpy", num_cpus=TASK_CPUS).iter_batches(
+        batch_size=None, batch_format="numpy"
+    ):
+        row_ids += b["id"].tolist()
+        parts.append(b["features"])
+    X = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, fs.n_features), np.float32)
+    # A duplicated id keeps its first row, so that every pair names one row.
+    first = {rid: i for i, rid in reversed(list(enumerate(row_ids)))}
+    order = sorted(first.values())
+    return [row_ids[i] for i in order], X[order]

@@ -18,13 +18,18 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import ray
+import torch
 
 from ..config import GraphConfig, TrainConfig
+from ..constraints import read_constraints
 from ..data.readers import ColumnSpec
 from ..model import CutHead, HeadConfig, save_model_dir
-from .dataset import init_ray, open_feature_set, scan_statistics
-from .train import TrainJob, run_training, warm_start_state
+from ..prepare import prepare_training
+from ..siamese import SiameseConfig
+from .dataset import collect_rows, init_ray, open_feature_set, scan_statistics
+from .train import TrainJob, run_training
 
 __all__ = ["TrainOptions", "train_run", "default_sample_rows"]
 
@@ -48,6 +53,9 @@ class TrainOptions:
     graph: GraphConfig = field(default_factory=GraphConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     hidden: tuple = (512, 512)
+    gamma: float | str | None = None  # "auto": label-free search; None: train.gamma
+    constraints: str | None = None  # CSV of id_a,id_b,link pairs for the KCL term
+    siamese: SiameseConfig | None = None  # settings of the learned affinity (graph.affinity == "siamese")
     scaling: str = "auto"
     sample: int | None = None
     seed: int = 0
@@ -103,6 +111,16 @@ def _write_curve(path: str, curve: list[dict]) -> None:
     os.replace(tmp, path)
 
 
+def _gather_constraints(fs, pairs, scaler, progress) -> dict | None:
+    """Rows named by the constraint pairs, scaled, and the pairs as positions among them."""
+    if pairs is None:
+        return None
+    row_ids, Xc = collect_rows(fs, pairs.ids)
+    first, second, similar = pairs.index_into(row_ids)
+    progress(f"[ray_ncut] constraints: {len(pairs)} pairs ({int(similar.sum())} must-link) over {len(row_ids)} rows")
+    return {"X": scaler.transform(Xc).astype(np.float32), "first": first, "second": second, "similar": similar}
+
+
 def train_run(opts: TrainOptions, progress=print) -> dict:
     """Run the training job; returns the summary written to ``summary.json``."""
     t_start = time.perf_counter()
@@ -114,6 +132,7 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     if fs.n_rows < opts.n_clusters:
         raise ValueError(f"{opts.data} has n_rows={fs.n_rows}, fewer than k={opts.n_clusters}")
     out = _check_out(opts)
+    pairs = read_constraints(opts.constraints) if opts.constraints else None
     init_ray()
 
     sample_rows = opts.sample or default_sample_rows(fs.n_rows)
@@ -124,39 +143,54 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     X_scaled = scaler.transform(X)
     t_scan = time.perf_counter() - t_start
     progress(f"[ray_ncut] scaling {scaler.mode}; training sample {len(X_scaled)} rows ({t_scan:.1f}s)")
+    constraints = _gather_constraints(fs, pairs, scaler, progress)
 
     _prepare_out(opts, out)
     head_config = HeadConfig(fs.n_features, opts.n_clusters, tuple(opts.hidden))
-    init_state = warm_start_state(head_config, opts.graph, opts.train, X_scaled, opts.seed)
+    gamma = opts.train.gamma if opts.gamma is None else opts.gamma
+    t_prep = time.perf_counter()
+    prep = prepare_training(torch.from_numpy(X_scaled), head_config, opts.graph, opts.train, gamma, opts.seed,
+                            opts.siamese, batch_neighbours=False)
+    prep_seconds = time.perf_counter() - t_prep
+    progress(f"[ray_ncut] prepared in {prep_seconds:.1f}s: {opts.graph.affinity} affinity, "
+             f"sigma {prep.auto['sigma']['sigma']:.4g} ({prep.auto['sigma']['mode']}), gamma {prep.train.gamma:g}"
+             + (" (auto)" if gamma == "auto" else "") + f", warm start {opts.train.init}")
+    init_state = {k: v.detach().clone() for k, v in prep.head.state_dict().items()}
+    Z = None if prep.Z is None else prep.Z.numpy()
     gpus = _gpus_per_worker(opts)
-    job = TrainJob(head_config, opts.graph, opts.train, opts.seed, opts.workers, gpus,
+    job = TrainJob(head_config, opts.graph, prep.train, opts.seed, opts.workers, gpus,
                    opts.checkpoint_every, os.path.join(out, RAY_DIR), max_failures=opts.max_failures)
     progress(f"[ray_ncut] training {opts.train.loss} with {opts.workers} worker(s), "
              f"{'GPU' if gpus else 'CPU'}, {opts.train.steps} steps of batch {opts.train.batch_size}")
     t_train = time.perf_counter()
-    state = run_training(job, X_scaled, init_state, opts.test_hooks)
+    state = run_training(job, X_scaled, init_state, opts.test_hooks, Z=Z, constraints=constraints)
     curve = state["curve"]
     train_seconds = time.perf_counter() - t_train
 
     head = CutHead(head_config)
     head.load_state_dict(state["model"])
     config = {
-        "estimator": {"n_clusters": opts.n_clusters, "loss": opts.train.loss, "gamma": opts.train.gamma,
+        "estimator": {"n_clusters": opts.n_clusters, "loss": opts.train.loss, "gamma": gamma,
                       "n_neighbors": opts.graph.n_neighbors, "sigma": opts.graph.sigma,
-                      "local_scaling": opts.graph.local_scaling, "scaling": opts.scaling,
+                      "local_scaling": opts.graph.local_scaling, "affinity": opts.graph.affinity,
+                      "scaling": opts.scaling,
                       "hidden": list(opts.hidden), "batch_size": opts.train.batch_size, "steps": opts.train.steps,
                       "learning_rate": opts.train.learning_rate, "init": opts.train.init,
                       "random_state": opts.seed},
         "scaler": scaler.to_dict(),
         "graph": opts.graph.to_dict(),
-        "train": opts.train.to_dict(),
+        "train": prep.train.to_dict(),
+        "auto": prep.auto,
+        "constraints": None if pairs is None else {"file": os.path.abspath(opts.constraints), "pairs": len(pairs),
+                                                    "must_link": int(pairs.must.sum())},
         "data": {"uri": opts.data, "columns": asdict(opts.columns), "rows": n_rows, "sample_rows": len(X_scaled)},
     }
     save_model_dir(out, head, config)
     _write_curve(os.path.join(out, CURVE_FILE), curve)
     summary = {
         "data": opts.data, "rows": n_rows, "sample_rows": len(X_scaled), "features": fs.n_features,
-        "k": opts.n_clusters, "loss": opts.train.loss, "steps": opts.train.steps,
+        "k": opts.n_clusters, "loss": opts.train.loss, "steps": opts.train.steps, "gamma": prep.train.gamma,
+        "sigma": prep.auto["sigma"]["sigma"], "prepare_seconds": round(prep_seconds, 3),
         "resumed_from_step": state["resumed_from"], "final_loss": curve[-1]["loss"], "final_cut": curve[-1]["cut"], "final_orth": curve[-1]["orth"],
         "workers": opts.workers, "devices": "gpu" if gpus else "cpu", "gpus_per_worker": gpus,
         "scan_seconds": round(t_scan, 3), "train_seconds": round(train_seconds, 3),

@@ -22,7 +22,8 @@ from ray.train import Checkpoint, CheckpointConfig, FailureConfig, RunConfig, Sc
 from ray.train.torch import TorchTrainer
 
 from ..config import GraphConfig, TrainConfig
-from ..engine import fit_head, make_optimizer, random_batches
+from ..engine import Constraints, fit_head, make_optimizer, training_batches
+from ..knn import neighbour_table
 from ..model import CutHead, HeadConfig
 
 __all__ = ["TrainJob", "run_training", "worker_resources"]
@@ -49,10 +50,20 @@ def worker_resources(workers: int, gpus_per_worker: float) -> dict:
 # --------------------------------------------------------------------------- worker side
 
 
-def _load_shard(device) -> torch.Tensor:
+def _load_shard(device, input_dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """This worker's rows: features X (n_shard, d) and, when the affinity is learned,
+    their embedding Z (n_shard, e), stored side by side in one array."""
     shard = ray.train.get_dataset_shard("train")
     parts = [b["data"] for b in shard.iter_batches(batch_size=None, batch_format="numpy")]
-    return torch.from_numpy(np.concatenate(parts).astype(np.float32)).to(device)  # (n_shard, d)
+    XZ = torch.from_numpy(np.concatenate(parts).astype(np.float32)).to(device)
+    return XZ[:, :input_dim], (XZ[:, input_dim:] if XZ.shape[1] > input_dim else None)
+
+
+def _constraints(cfg: dict, device) -> Constraints | None:
+    c = cfg.get("constraints")
+    if not c:
+        return None
+    return Constraints(*(torch.tensor(c[k]) for k in ("X", "first", "second", "similar"))).to(device)
 
 
 def _save_state(head, opt, sched, step, curve, resumed_from, loop_seconds) -> Checkpoint:
@@ -77,7 +88,10 @@ def train_loop_per_worker(cfg: dict) -> None:
     rank = ctx.get_world_rank()
     device = ray.train.torch.get_device()
     graph, train = GraphConfig.from_dict(cfg["graph"]), TrainConfig.from_dict(cfg["train"])
-    X = _load_shard(device)
+    X, Z = _load_shard(device, cfg["head"]["input_dim"])
+    # Neighbourhood minibatches come from this worker's shard: its own neighbour table.
+    neighbours = torch.from_numpy(neighbour_table(X.cpu().numpy(), graph.n_neighbors)).to(device) if train.batch_neighbors else None
+    constraints = _constraints(cfg, device)
 
     head = CutHead(HeadConfig(**cfg["head"]))
     start, curve = 0, []
@@ -100,7 +114,8 @@ def train_loop_per_worker(cfg: dict) -> None:
     for chunk_start in range(start, train.steps, every):
         n = min(every, train.steps - chunk_start)
         t0 = time.perf_counter()
-        terms = fit_head(model, random_batches(X, train.batch_size, n, gen), graph, train, chunk_start, opt, sched)
+        batches = training_batches(X, train, n, gen, Z, neighbours)
+        terms = fit_head(model, batches, graph, train, chunk_start, opt, sched, constraints=constraints, generator=gen)
         step = chunk_start + n
         loop_seconds += time.perf_counter() - t0
         fail_at = cfg.get("inject_failure_at")
@@ -134,8 +149,13 @@ class TrainJob:
         self.max_failures = max_failures
 
 
-def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hooks: dict | None = None):
+def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hooks: dict | None = None,
+                 Z: np.ndarray | None = None, constraints: dict | None = None):
     """Train on the scaled sample X (m, d) with ``job.workers`` Ray Train workers.
+
+    ``Z`` (m, e) is the learned embedding the affinities use, if any; ``constraints``
+    holds the KCL pairs as numpy arrays ``X, first, second, similar`` (every worker
+    gets all of them).
 
     Returns the final checkpoint's state: ``model`` (the head's state dict), ``curve``,
     ``resumed_from`` (the step the last attempt started at) and ``loop_seconds``
@@ -149,6 +169,7 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hoo
         "seed": job.seed,
         "checkpoint_every": job.checkpoint_every,
         "init_state": init_state,
+        "constraints": constraints,
         **(test_hooks or {}),
     }
     trainer = TorchTrainer(
@@ -165,20 +186,7 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hoo
             failure_config=FailureConfig(max_failures=job.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
-        datasets={"train": ray.data.from_numpy(X_scaled)},
+        datasets={"train": ray.data.from_numpy(X_scaled if Z is None else np.hstack([X_scaled, Z]))},
     )
     result = trainer.fit()
     return load_state(result.checkpoint)
-
-
-# --------------------------------------------------------------------------- the whole job
-
-
-def warm_start_state(head_config: HeadConfig, graph: GraphConfig, train: TrainConfig, X: np.ndarray, seed: int) -> dict:
-    """Initial weights: random, or the spectral clustering of the sample distilled into the head."""
-    from ..warmstart import warm_start
-
-    torch.manual_seed(seed)
-    head = CutHead(head_config)
-    warm_start(head, torch.from_numpy(X), graph, train, seed, torch.Generator().manual_seed(seed))
-    return {k: v.detach().clone() for k, v in head.state_dict().items()}

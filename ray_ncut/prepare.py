@@ -1,0 +1,64 @@
+"""Everything before the cut loss, shared by the in-memory estimator and the Ray job. No Ray.
+
+On the scaled training sample: train the Siamese embedding (if asked), warm-start
+the head, choose gamma (if ``"auto"``) and describe the kernel bandwidth. The
+result carries the numbers the run's config records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+
+from .autotune import describe_sigma, search_gamma
+from .config import GraphConfig, TrainConfig
+from .knn import neighbour_table
+from .model import CutHead, HeadConfig
+from .siamese import SiameseConfig, embed, train_siamese
+from .warmstart import warm_start
+
+__all__ = ["Prepared", "prepare_training"]
+
+# Batches over which the auto bandwidth is described in the config.
+_SIGMA_BATCHES = 8
+
+
+@dataclass
+class Prepared:
+    head: CutHead
+    train: TrainConfig  # with gamma resolved to a number
+    Z: torch.Tensor | None  # (n, e) embedding the affinities use, or None
+    neighbours: torch.Tensor | None  # (n, s) the sample's neighbour table, or None
+    warm_curve: list = field(default_factory=list)
+    auto: dict = field(default_factory=dict)  # gamma search, sigma, siamese settings
+
+
+def prepare_training(X: torch.Tensor, head_config: HeadConfig, graph: GraphConfig, train: TrainConfig,
+                     gamma: float | str, seed: int, siamese: SiameseConfig | None = None,
+                     batch_neighbours: bool = True) -> Prepared:
+    """Warm-started head, resolved gamma and optional embedding for the scaled sample X (n, d).
+
+    ``train.gamma`` is ignored when ``gamma == "auto"``; otherwise ``gamma`` is used.
+    ``batch_neighbours``: also return the sample's neighbour table for neighbourhood
+    minibatches (the Ray job's workers build theirs on their own shards instead).
+    """
+    auto = {}
+    Z = None
+    want_table = (batch_neighbours and train.batch_neighbors > 0) or graph.affinity == "siamese"
+    neighbours = torch.from_numpy(neighbour_table(X.cpu().numpy(), graph.n_neighbors)).to(X.device) if want_table else None
+    if graph.affinity == "siamese":
+        siamese = siamese or SiameseConfig(n_neighbors=graph.n_neighbors)
+        Z = embed(train_siamese(X, siamese, seed, neighbours), X)  # (n, e)
+        auto["siamese"] = siamese.to_dict()
+    torch.manual_seed(seed)
+    head = CutHead(head_config).to(X.device)
+    if gamma == "auto":
+        found = search_gamma(head, X, graph, train, seed, Z)  # from the random start, before warm-up
+        auto["gamma"] = found.to_dict()
+        gamma = found.gamma
+    train = replace(train, gamma=float(gamma))
+    gen = torch.Generator().manual_seed(seed)
+    warm_curve = warm_start(head, X, graph, train, seed, gen, Z)
+    auto["sigma"] = describe_sigma(X, graph, train.batch_size, _SIGMA_BATCHES, seed, Z)
+    return Prepared(head, train, Z, neighbours if batch_neighbours else None, warm_curve, auto)
