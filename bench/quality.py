@@ -42,7 +42,13 @@ from ray_ncut.affinity import heat_kernel, median_knn_sigma  # noqa: E402
 from ray_ncut.data import load_builtin  # noqa: E402
 from ray_ncut.data.builtin import builtin_chunks, parse_builtin  # noqa: E402
 from ray_ncut.knn import build_index, knn_search  # noqa: E402
-from ray_ncut.metrics import Contingency, clustering_scores, contingency_partial, merge_contingency, normalized_cut  # noqa: E402
+from ray_ncut.metrics import (  # noqa: E402
+    Contingency,
+    clustering_scores,
+    contingency_partial,
+    merge_contingency,
+    normalized_cut,
+)
 from ray_ncut.report import format_table  # noqa: E402
 
 SETS = ("fashion-mnist", "digits", "mnist5k", "rings", "moons", "imbalanced")
@@ -113,7 +119,7 @@ def score(part: Contingency, W, labels_scored) -> dict:
 # --------------------------------------------------------------------------- systems
 
 
-def run_ray_ncut(Xtr, seed, k, predict_chunks, **params):
+def run_ray_ncut(Xtr, seed, k, **params):
     est = NeuralCut(n_clusters=k, random_state=seed, **params)
     t0 = time.perf_counter()
     est.fit(Xtr)
@@ -172,8 +178,9 @@ def bench_set(name: str, seeds, big_rows: int, steps: int, spectral_max: int):
 
     results = []
 
-    def add(system, seed, labels_scored, part, fit_s, label_s, rows, note=""):
-        r = {"set": name, "system": system, "seed": seed, "rows": rows, "fit_s": fit_s, "label_s": label_s, **score(part, W, labels_scored)}
+    def add(system, seed, labels_scored, part, fit_s, label_s, rows, note="", graph=W):
+        r = {"set": name, "system": system, "seed": seed, "rows": rows, "fit_s": fit_s, "label_s": label_s,
+             **score(part, graph, labels_scored)}
         if note:
             r["note"] = note
         results.append(r)
@@ -191,10 +198,10 @@ def bench_set(name: str, seeds, big_rows: int, steps: int, spectral_max: int):
         return None, part, time.perf_counter() - t0
 
     for seed in seeds:
-        for system, runner in (("ray_ncut", lambda: run_ray_ncut(Xtr, seed, k, None, steps=steps)),
-                               ("scikit-learn KMeans", lambda: run_kmeans(Xtr, seed, k, Z)),
-                               ("faiss k-means", lambda: run_faiss(Xtr, seed, k, Z))):
-            _, fit_s, predict = runner()
+        for system, fit in (("ray_ncut", lambda s: run_ray_ncut(Xtr, s, k, steps=steps)),
+                            ("scikit-learn KMeans", lambda s: run_kmeans(Xtr, s, k, Z)),
+                            ("faiss k-means", lambda s: run_faiss(Xtr, s, k, Z))):
+            _, fit_s, predict = fit(seed)
             labels, part, label_s = label_all(predict)
             scored = predict(Xs) if big else labels[:SCORE_ROWS]
             add(system, seed, scored, part, fit_s, label_s, rows_scored)
@@ -203,11 +210,8 @@ def bench_set(name: str, seeds, big_rows: int, steps: int, spectral_max: int):
             Xsp, ysp = (Xtr, ytr) if big else (Xs, ys)
             labels, fit_s = run_spectral(Z(Xsp), seed, k)
             note = f"scored on its {len(Xsp)}-row input (cannot label new rows)" if big else ""
-            Wsp = knn_graph(Z(Xsp)) if big else W
-            r0 = len(results)
-            add("scikit-learn spectral", seed, labels if not big else labels, contingency_partial(ysp, labels), fit_s, 0.0, len(Xsp), note)
-            if big:
-                results[r0]["ncut"] = normalized_cut(Wsp, labels)
+            add("scikit-learn spectral", seed, labels, contingency_partial(ysp, labels), fit_s, 0.0, len(Xsp), note,
+                graph=knn_graph(Z(Xsp)) if big else W)
     return results
 
 
@@ -242,17 +246,17 @@ def main(argv=None):
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
-    results = []
-    for name in args.sets.split(","):
-        results += bench_set(name, seeds, args.big_rows, args.steps, args.spectral_max_rows)
-    table = summarise(results)
-    print()
-    print(format_table(table, ("set", "system", "rows", "acc", "acc_spread", "nmi", "ari", "ncut", "min_recall", "seconds", "note")))
     meta = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "command": "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump({**meta, "summary": table, "runs": results}, f, indent=1)
+    results = []
+    for name in args.sets.split(","):
+        results += bench_set(name, seeds, args.big_rows, args.steps, args.spectral_max_rows)
+        with open(args.out, "w") as f:  # after every data set, so a long run keeps what it measured
+            json.dump({**meta, "summary": summarise(results), "runs": results}, f, indent=1)
+    print()
+    print(format_table(summarise(results), ("set", "system", "rows", "acc", "acc_spread", "nmi", "ari", "ncut",
+                                            "min_recall", "seconds", "note")))
     print(f"\nwritten to {args.out} ({meta['date']}, {meta['machine']})")
 
 

@@ -4,7 +4,12 @@ import numpy as np
 import torch
 
 from ray_ncut.config import TrainConfig
-from ray_ncut.engine import Constraints, neighbour_batches, random_batches, training_batches
+from ray_ncut.engine import (
+    Constraints,
+    neighbour_batches,
+    random_batches,
+    training_batches,
+)
 from ray_ncut.knn import neighbour_table
 
 

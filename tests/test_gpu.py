@@ -24,7 +24,7 @@ def fitted_on_gpu():
 
 
 def test_estimator_trains_on_the_gpu(fitted_on_gpu):
-    est, X, y = fitted_on_gpu
+    est, _, y = fitted_on_gpu
     assert next(est.head_.parameters()).device.type == "cuda"
     assert accuracy(y, est.labels_) > 0.95
 

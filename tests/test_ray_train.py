@@ -185,3 +185,9 @@ def _two_files_nan_in_second(d):
     pq.write_table(pa.table({"x": np.arange(5.0), "z": np.arange(5.0)}), folder / "part-0.parquet")
     pq.write_table(pa.table({"x": [1.0, 2.0, np.inf], "z": [0.0, 1.0, 2.0]}), folder / "part-1.parquet")
     return str(folder)
+
+
+def test_gamma_that_is_neither_a_number_nor_auto_is_one_line(tmp_path, capsys):
+    code = train(["--gamma", "big", "--out", str(tmp_path / "run")], check=False)
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert capsys.readouterr().err.strip() == "error: --gamma should be 'auto' or a number, got 'big'"
