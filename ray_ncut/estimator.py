@@ -205,8 +205,8 @@ class NeuralCut(ClusterMixin, BaseEstimator):
             raise ValueError(f"gamma={self.gamma!r} should be 'auto' or a float >= 0")
 
     @staticmethod
-    def _check_constraints(constraints, n_samples: int, device) -> Constraints | None:
-        """``constraints`` (p, 3): row i, row j, 1 for must-link / 0 for cannot-link."""
+    def _check_constraints(constraints, Xt: torch.Tensor) -> Constraints | None:
+        """``constraints`` (p, 3): row i, row j of Xt (n, d), 1 for must-link / 0 for cannot-link."""
         if constraints is None:
             return None
         C = np.asarray(constraints)
@@ -214,6 +214,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
             raise ValueError(f"constraints should have shape (n_pairs, 3) [i, j, must_link], got {C.shape}")
         if not np.issubdtype(C.dtype, np.integer):
             raise ValueError(f"constraints should hold integers (row, row, 0/1), got dtype {C.dtype}")
+        n_samples, device = Xt.shape[0], Xt.device
         pairs, link = C[:, :2], C[:, 2]
         if pairs.min() < 0 or pairs.max() >= n_samples:
             raise ValueError(f"constraints name row {int(pairs.max() if pairs.max() >= n_samples else pairs.min())}, "
@@ -221,7 +222,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         if not np.isin(link, (0, 1)).all():
             raise ValueError(f"constraints' third column should be 1 (must-link) or 0 (cannot-link), got {link[~np.isin(link, (0, 1))][0]}")
         t = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
-        return Constraints(None, t(pairs[:, 0]), t(pairs[:, 1]), t(link).bool())
+        return Constraints(Xt, t(pairs[:, 0]), t(pairs[:, 1]), t(link).bool())
 
     # ------------------------------------------------------------------ fit
 
@@ -239,9 +240,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         scaler = FeatureScaler.fit(self.scaling, X)
         device = _resolve_device(self.device)
         Xt = torch.from_numpy(scaler.transform(X)).to(device)  # (n, d)
-        pairs = self._check_constraints(constraints, X.shape[0], device)
-        if pairs is not None:
-            pairs.X = Xt  # pairs index rows of the whole sample
+        pairs = self._check_constraints(constraints, Xt)  # pairs index rows of the whole sample
         seed = int(np.random.default_rng(self.random_state).integers(2**31 - 20_000))
 
         best = None
