@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-__all__ = ["HeadConfig", "CutHead", "save_model_dir", "load_model_dir", "MODEL_FILE", "CONFIG_FILE"]
+__all__ = ["HeadConfig", "CutHead", "mlp", "save_model_dir", "load_model_dir", "MODEL_FILE", "CONFIG_FILE"]
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -41,6 +41,16 @@ class HeadConfig:
             raise ValueError(f"n_clusters={self.n_clusters} should be >= 2")
 
 
+def mlp(d_in: int, hidden: tuple, d_out: int) -> nn.Sequential:
+    """``d_in -> hidden... -> d_out`` with ReLU between layers (the cut head's and the Siamese net's shape)."""
+    widths = (d_in, *hidden)
+    layers: list[nn.Module] = []
+    for w_in, w_out in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(w_in, w_out), nn.ReLU()]
+    layers.append(nn.Linear(widths[-1], d_out))
+    return nn.Sequential(*layers)
+
+
 class CutHead(nn.Module):
     """MLP ``g``; ``softmax(g(x))`` is the soft assignment Y of NeuNcut's equation (9).
 
@@ -50,12 +60,7 @@ class CutHead(nn.Module):
     def __init__(self, config: HeadConfig):
         super().__init__()
         self.config = config
-        widths = (config.input_dim, *config.hidden)
-        layers: list[nn.Module] = []
-        for w_in, w_out in zip(widths[:-1], widths[1:]):
-            layers += [nn.Linear(w_in, w_out), nn.ReLU()]
-        layers.append(nn.Linear(widths[-1], config.n_clusters))
-        self.net = nn.Sequential(*layers)
+        self.net = mlp(config.input_dim, tuple(config.hidden), config.n_clusters)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)  # (B, k) logits

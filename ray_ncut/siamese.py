@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .knn import neighbour_table
+from .model import mlp
 
 __all__ = ["SiameseConfig", "train_siamese", "embed"]
 
@@ -31,14 +32,6 @@ class SiameseConfig:
 
     def to_dict(self) -> dict:
         return {**self.__dict__, "hidden": list(self.hidden)}
-
-
-def _mlp(d_in: int, hidden: tuple, d_out: int) -> torch.nn.Sequential:
-    layers, d = [], d_in
-    for h in hidden:
-        layers += [torch.nn.Linear(d, h), torch.nn.ReLU()]
-        d = h
-    return torch.nn.Sequential(*layers, torch.nn.Linear(d, d_out))
 
 
 def contrastive_loss(za, zp, zn, margin: float) -> torch.Tensor:
@@ -59,7 +52,7 @@ def train_siamese(X: torch.Tensor, config: SiameseConfig, seed: int, neighbours:
     nbrs = neighbours[:, : config.n_neighbors].to(X.device)  # (n, s)
     s = nbrs.shape[1]
     torch.manual_seed(seed)
-    net = _mlp(X.shape[1], tuple(config.hidden), config.dim).to(X.device)
+    net = mlp(X.shape[1], tuple(config.hidden), config.dim).to(X.device)
     opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
     gen = torch.Generator().manual_seed(seed)
     b = min(config.batch_size, n)
