@@ -30,7 +30,7 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=8_000_000)
     p.add_argument("--dim", type=int, default=500)
     p.add_argument("--sample", type=int, default=100_000)
-    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--steps", type=int, default=300)
     p.add_argument("--chunk", type=int, default=500_000)
     args = p.parse_args(argv)
     assert torch.cuda.is_available(), "needs a CUDA device"

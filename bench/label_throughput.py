@@ -106,7 +106,7 @@ def main() -> None:
         {"method": "ray_ncut whole job (+ validate, metrics, publish)", "rows/s": args.rows / statistics.median(whole),
          "ratio to bare (all threads)": args.rows / statistics.median(whole) / ball},
     ]
-    print(f"{spec}, head {args.dim}-512-512-{args.k}, median of {args.repeats}, {time.strftime('%Y-%m-%d')}, "
+    print(f"{spec}, head {args.dim}-256-256-{args.k}, median of {args.repeats}, {time.strftime('%Y-%m-%d')}, "
           f"{os.cpu_count()} CPUs, acc {m['ground_truth']['acc']:.3f}")
     print(format_table(rows, ("method", "rows/s", "ratio to bare (all threads)")))
     os.makedirs(os.path.dirname(args.json), exist_ok=True)

@@ -25,9 +25,10 @@ def parse_args(argv=None):
     p.add_argument("--id-column", default="id", help="row id column (default 'id'; derived from file and row if absent)")
     p.add_argument("--label-column", help="ground truth, for ACC/NMI/ARI in metrics.json (built-ins: any name)")
     p.add_argument("--ncut-neighbors", type=int, default=10, help="neighbours per row in the metric's kNN graph")
-    p.add_argument("--ncut-sample", type=int, default=100_000,
-                   help="rows of the uniform sample the kNN graph is built on (all rows if fewer; default 100,000)")
-    p.add_argument("--actors", type=int, help="labelling actors (default: one per GPU, else one per CPU)")
+    p.add_argument("--ncut-sample", type=int, default=None,
+                   help="rows of the uniform sample the kNN graph is built on (all rows if fewer; default 100,000, "
+                        "fewer in high dimensions so that the exact search stays cheap: 17,857 at 784 features)")
+    p.add_argument("--actors", type=int, help="labelling actors (default: 4 per GPU, sharing it, else one per CPU)")
     p.add_argument("--seed", type=int, default=0, help="seed of the metric's sample")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out once the new one is complete")
     return p.parse_args(argv)

@@ -44,17 +44,18 @@ def parse_args(argv=None):
     m.add_argument("--constraints", metavar="FILE",
                    help="CSV of id_a,id_b,link (must|cannot) pairs; adds the KCL loss on them")
     m.add_argument("--kcl-weight", type=float, default=1.0, help="weight of the KCL constraint loss (default 1)")
-    m.add_argument("--hidden", default="512,512", help="MLP hidden widths (default 512,512)")
+    m.add_argument("--hidden", default="256,256", help="MLP hidden widths (default 256,256)")
     m.add_argument("--init", default="spectral", choices=("spectral", "random"),
                    help="spectral warm start on the sample (default) or random")
     t = p.add_argument_group("training")
     t.add_argument("--batch-size", type=int, default=1000, help="points per minibatch subgraph, per worker")
     t.add_argument("--batch-neighbors", type=int, default=0,
                    help="nearest neighbours of each anchor added to a minibatch (default 0: uniform batches)")
-    t.add_argument("--steps", type=int, default=1000, help="optimisation steps (default 1000)")
+    t.add_argument("--steps", type=int, default=300, help="optimisation steps (default 300)")
     t.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate, cosine-annealed (default 1e-3)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--workers", type=int, default=2, help="Ray Train workers (default 2)")
+    t.add_argument("--workers", type=int, default=None,
+                   help="Ray Train workers (default: one per GPU, else one per node using all its cores)")
     t.add_argument("--gpus-per-worker", type=float, default=None,
                    help="GPUs per worker (default: 1 when the cluster has a GPU per worker, else 0)")
     t.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")

@@ -76,7 +76,7 @@ class TrainConfig(_Serialisable):
     gamma: float = 2.0
     batch_size: int = 1000
     batch_neighbors: int = 0
-    steps: int = 1000
+    steps: int = 300
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
     tau_start: float = 1.0
@@ -84,7 +84,7 @@ class TrainConfig(_Serialisable):
     kcl_weight: float = 1.0
     init: str = "spectral"
     init_sample: int = 5000
-    distill_steps: int = 1000
+    distill_steps: int = 300
 
     def __post_init__(self):
         _check(self.loss in LOSSES, f"loss={self.loss!r} should be one of {LOSSES}")

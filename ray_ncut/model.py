@@ -31,7 +31,7 @@ class HeadConfig:
 
     input_dim: int
     n_clusters: int
-    hidden: tuple = (512, 512)
+    hidden: tuple = (256, 256)
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)

@@ -47,3 +47,26 @@ def test_faiss_uses_the_gpu_index_when_a_gpu_build_is_installed():
     X = np.random.default_rng(0).normal(size=(5000, 16)).astype(np.float32)
     _, kind = build_index(X)
     assert kind.endswith("(GPU)")
+
+
+def test_ray_jobs_train_and_label_on_the_gpu(tmp_path):
+    """Both jobs as a user runs them (embedded Ray, which finds the GPU): the train worker
+    and the labelling actors take GPUs, and the labels are right."""
+    pytest.importorskip("ray", reason="ray not installed")
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # not the CPU session cluster
+    run, labels = tmp_path / "run", tmp_path / "labels"
+    for args in (["train.py", "--data", BLOBS, "--out", str(run), "--steps", "100"],
+                 ["assign.py", "--model", str(run), "--out", str(labels), "--label-column", "label"]):
+        done = subprocess.run([sys.executable, os.path.join(root, "jobs", args[0]), *args[1:]], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["devices"] == "gpu" and summary["workers"] == torch.cuda.device_count()
+    metrics = json.loads((labels / "metrics.json").read_text())
+    assert metrics["rows"] == 20000 and metrics["ground_truth"]["acc"] > 0.95

@@ -92,6 +92,8 @@ def test_auto_gamma_siamese_affinity_and_constraints_in_one_run(ray_cluster, blo
     assert config["auto"]["sigma"]["mode"] == "auto" and config["auto"]["sigma"]["sigma"] > 0
     assert config["auto"]["siamese"]["steps"] == 100 and config["graph"]["affinity"] == "siamese"
     assert config["constraints"]["pairs"] == 40
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["workers"] == 1  # the default on a CPU cluster of one node: one worker with all its cores
     curve_header = (out / "curve.csv").read_text().splitlines()[0]
     assert curve_header == "step,loss,cut,orth"
 

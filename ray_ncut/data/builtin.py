@@ -17,6 +17,7 @@ can generate its chunk alone and every run sees the same data. All take ``seed``
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ __all__ = ["BuiltinSpec", "parse_builtin", "builtin_chunks", "load_builtin", "BU
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 CHUNK_ROWS = 100_000
+# The real sets are loaded whole (and cached per process) and served in smaller
+# chunks, so that a Ray job spreads their 70k rows over several tasks.
+REAL_CHUNK_ROWS = 10_000
 BUILTIN_NAMES = ("rings", "moons", "blobs", "digits", "fashion-mnist")
 _SYNTHETIC = ("rings", "moons", "blobs")
 _DEFAULTS = {
@@ -47,6 +51,10 @@ class BuiltinSpec:
         if self.name in _SYNTHETIC:
             return int(self.params["n"])
         return {"digits": 1797, "fashion-mnist": 70_000}[self.name]
+
+    @property
+    def chunk_rows(self) -> int:
+        return CHUNK_ROWS if self.name in _SYNTHETIC else REAL_CHUNK_ROWS
 
     @property
     def n_classes(self) -> int:
@@ -108,13 +116,15 @@ def _blobs(rng, n, params, centres):
     return X, y
 
 
-def builtin_chunks(spec: BuiltinSpec, chunk_rows: int = CHUNK_ROWS):
-    """Yield ``(start_row, X, y)`` chunks covering the data set in row order.
+def builtin_chunks(spec: BuiltinSpec, chunk_rows: int | None = None):
+    """Yield ``(start_row, X, y)`` chunks of ``chunk_rows`` rows (default ``spec.chunk_rows``)
+    covering the data set in row order.
 
     Synthetic chunks are generated independently (chunk i from seed ``(seed, i)``),
     so any subset of chunks can be generated on its own; X is float32 (rows, d),
-    y int64 (rows,).
+    y int64 (rows,). Chunks of the real sets are read-only views of a cached array.
     """
+    chunk_rows = chunk_rows or spec.chunk_rows
     if spec.name not in _SYNTHETIC:
         X, y = _load_real(spec.name)
         for start in range(0, len(X), chunk_rows):
@@ -147,13 +157,19 @@ def load_builtin(uri: str) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([c[1] for c in chunks]), np.concatenate([c[2] for c in chunks])
 
 
+@functools.lru_cache(maxsize=2)
 def _load_real(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Loaded once per process (a Ray worker serves many chunks); read-only, as it is shared."""
     if name == "digits":
         from sklearn.datasets import load_digits
 
         X, y = load_digits(return_X_y=True)
-        return X.astype(np.float32), y.astype(np.int64)
-    return _load_fashion_mnist()
+        X, y = X.astype(np.float32), y.astype(np.int64)
+    else:
+        X, y = _load_fashion_mnist()
+    X.setflags(write=False)
+    y.setflags(write=False)
+    return X, y
 
 
 def _read_idx(path: str) -> np.ndarray:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .builtin import CHUNK_ROWS, builtin_chunks, parse_builtin, synthetic_chunk
+from .builtin import builtin_chunks, parse_builtin, synthetic_chunk
 
 __all__ = ["ColumnSpec", "ReadUnit", "plan_units", "read_unit", "DataError"]
 
@@ -168,12 +168,10 @@ def _plan_npy(uri: str) -> list[ReadUnit]:
 
 
 def _plan_builtin(uri: str) -> list[ReadUnit]:
-    # Every built-in set is served in CHUNK_ROWS chunks of known size: planning loads nothing.
+    # Every built-in set is served in chunks of known size: planning loads nothing.
     spec = parse_builtin(uri)
-    return [
-        ReadUnit("builtin", str(spec), s, min(CHUNK_ROWS, spec.n_rows - s), i)
-        for i, s in enumerate(range(0, spec.n_rows, CHUNK_ROWS))
-    ]
+    size = spec.chunk_rows
+    return [ReadUnit("builtin", str(spec), s, min(size, spec.n_rows - s), i) for i, s in enumerate(range(0, spec.n_rows, size))]
 
 
 def plan_units(uri: str, cols: ColumnSpec | None = None) -> list[ReadUnit]:
@@ -224,7 +222,7 @@ def read_unit(unit: ReadUnit, with_label: bool = True, check_finite: bool = True
         if spec.name in ("rings", "moons", "blobs"):
             X, y = synthetic_chunk(spec, unit.index)
         else:
-            _, X, y = list(builtin_chunks(spec))[unit.index]
+            _, X, y = next(c for i, c in enumerate(builtin_chunks(spec)) if i == unit.index)
         out = {"id": np.arange(unit.start, unit.start + len(X), dtype=np.int64), "features": X}
         if with_label:
             out["label"] = y

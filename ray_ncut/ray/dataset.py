@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import pickle
 
 import numpy as np
 import ray
@@ -62,7 +63,10 @@ def read_dataset(fs: FeatureSet, with_label: bool = False, check_finite: bool = 
     )
 
 
-def _moments_batch(batch):
+def _scan_unit(unit, index: int, fraction: float, seed: int) -> dict:
+    """One read unit's scaling sums, NaN report and Bernoulli sample (seeded by the unit's
+    index, so the sample does not depend on the order the units finish in)."""
+    batch = read_unit(unit, with_label=False, check_finite=False)
     X = batch["features"]  # (n, d)
     bad = ~np.isfinite(X)
     first_bad = ""
@@ -70,34 +74,36 @@ def _moments_batch(batch):
         row, col = map(int, np.argwhere(bad)[0])
         first_bad = f"row id {batch['id'][row]!s} has a NaN or infinite feature {col}: {X[row, col]}"
         X = np.where(bad, 0.0, X)
-    m = moments_partial(X)
-    return {"count": np.array([m.count]), "total": m.total[None], "total_sq": m.total_sq[None],
-            "n_bad": np.array([int(bad.any(1).sum())]), "first_bad": np.array([first_bad])}
+    keep = np.random.default_rng([seed, index]).random(len(X)) < fraction
+    return {"moments": moments_partial(X), "n_bad": int(bad.any(1).sum()), "first_bad": first_bad,
+            "sample": np.asarray(X[keep], dtype=np.float32)}
 
 
 def scan_statistics(fs: FeatureSet, scaling: str, sample_rows: int, seed: int):
-    """One streaming pass for the scaling statistics (and a NaN check of every row), and a
-    uniform random training sample of about ``sample_rows`` rows.
+    """One streaming pass over the data: the scaling statistics, a NaN check of every row,
+    and a uniform random training sample of about ``sample_rows`` rows.
 
-    Returns ``(scaler, X_sample (m, d) float32, n_rows)``. Only per-block sums and
-    the sample come back to the driver; the corpus is never held whole.
+    Returns ``(scaler, X_sample (m, d) float32, n_rows)``. Only per-unit sums and the
+    sample come back to the driver; the corpus is never held whole.
     """
-    merged: MomentSums | None = None
-    n_bad, first_bad = 0, ""
-    scan = read_dataset(fs, check_finite=False).map_batches(_moments_batch, batch_format="numpy", num_cpus=TASK_CPUS)
-    for row in scan.iter_rows():
-        merged = merge_moments(merged, MomentSums(int(row["count"]), row["total"], row["total_sq"]))
-        n_bad += int(row["n_bad"])
-        first_bad = first_bad or str(row["first_bad"])
-    if n_bad:
-        raise DataError(f"{fs.uri}: {n_bad} rows with NaN or infinite features; first: {first_bad}")
-    ds = read_dataset(fs)
-    scaler = FeatureScaler.from_moments(scaling, merged)
+    units, fraction = fs.units, min(1.0, sample_rows / max(fs.n_rows, 1))
 
-    fraction = min(1.0, sample_rows / merged.count)
-    sample = ds if fraction >= 1.0 else ds.random_sample(fraction, seed=seed)
-    chunks = [b["features"] for b in sample.select_columns(["features"]).iter_batches(batch_size=None, batch_format="numpy")]
-    X = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros((0, fs.n_features), np.float32)
+    def scan(batch):
+        results = [_scan_unit(units[int(i)], int(i), fraction, seed) for i in batch["id"]]
+        return {"index": batch["id"], "result": np.array([pickle.dumps(r) for r in results], dtype=object)}
+
+    ds = ray.data.range(len(units), override_num_blocks=len(units)).map_batches(scan, batch_size=1, num_cpus=TASK_CPUS)
+    by_unit = {int(row["index"]): pickle.loads(row["result"]) for row in ds.iter_rows()}
+    results = [by_unit[i] for i in sorted(by_unit)]
+    n_bad = sum(r["n_bad"] for r in results)
+    if n_bad:
+        first_bad = next(r["first_bad"] for r in results if r["first_bad"])
+        raise DataError(f"{fs.uri}: {n_bad} rows with NaN or infinite features; first: {first_bad}")
+    merged: MomentSums | None = None
+    for r in results:
+        merged = merge_moments(merged, r["moments"])
+    scaler = FeatureScaler.from_moments(scaling, merged)
+    X = np.concatenate([r["sample"] for r in results])
     return scaler, X, merged.count
 
 

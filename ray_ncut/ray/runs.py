@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import ray
@@ -29,7 +29,7 @@ from ..model import CutHead, HeadConfig, save_model_dir
 from ..prepare import prepare_training
 from ..siamese import SiameseConfig
 from .dataset import collect_rows, init_ray, open_feature_set, scan_statistics
-from .train import TrainJob, run_training
+from .train import TrainJob, default_workers, run_training
 
 __all__ = ["TrainOptions", "train_run", "default_sample_rows"]
 
@@ -52,14 +52,14 @@ class TrainOptions:
     columns: ColumnSpec = field(default_factory=ColumnSpec)
     graph: GraphConfig = field(default_factory=GraphConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    hidden: tuple = (512, 512)
+    hidden: tuple = (256, 256)
     gamma: float | str | None = None  # "auto": label-free search; None: train.gamma
     constraints: str | None = None  # CSV of id_a,id_b,link pairs for the KCL term
     siamese: SiameseConfig | None = None  # settings of the learned affinity (graph.affinity == "siamese")
     scaling: str = "auto"
     sample: int | None = None
     seed: int = 0
-    workers: int = 2
+    workers: int | None = None  # None: one per GPU, else one per node (default_workers)
     gpus_per_worker: float | None = None  # None: use GPUs when the cluster has them
     checkpoint_every: int = 100
     max_failures: int = 2
@@ -126,7 +126,7 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     t_start = time.perf_counter()
     if opts.n_clusters < 2:
         raise ValueError(f"--k={opts.n_clusters} should be >= 2")
-    if opts.workers < 1:
+    if opts.workers is not None and opts.workers < 1:
         raise ValueError(f"--workers={opts.workers} should be >= 1")
     fs = open_feature_set(opts.data, opts.columns)  # fails fast on paths and columns
     if fs.n_rows < opts.n_clusters:
@@ -134,6 +134,8 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     out = _check_out(opts)
     pairs = read_constraints(opts.constraints) if opts.constraints else None
     init_ray()
+    if opts.workers is None:
+        opts = replace(opts, workers=default_workers())
 
     sample_rows = opts.sample or default_sample_rows(fs.n_rows)
     progress(f"[ray_ncut] scanning {opts.data}: {fs.n_rows} rows x {fs.n_features} features in {len(fs.units)} read units")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import time
 
@@ -32,7 +33,7 @@ from ..engine import Constraints, fit_head, make_optimizer, training_batches
 from ..knn import neighbour_table
 from ..model import CutHead, HeadConfig
 
-__all__ = ["TrainJob", "run_training", "worker_resources"]
+__all__ = ["TrainJob", "run_training", "worker_resources", "default_workers", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,13 @@ STATE_FILE = "state.pt"
 
 class InjectedFailure(RuntimeError):
     """Raised by the test hook ``inject_failure_at`` to exercise retries."""
+
+
+def default_workers() -> int:
+    """One worker per GPU where the cluster has GPUs; otherwise one per node, using all of
+    the node's cores (measured: DDP between CPU workers on one node only adds overhead)."""
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    return gpus or max(1, sum(1 for node in ray.nodes() if node.get("Alive")))
 
 
 def worker_resources(workers: int, gpus_per_worker: float) -> dict:
@@ -53,16 +61,27 @@ def worker_resources(workers: int, gpus_per_worker: float) -> dict:
     return res
 
 
+def torch_threads(workers: int) -> int:
+    """Threads per worker: the cluster's cores shared evenly. A worker reserves at most one
+    CPU (so that small clusters keep room for Ray Data) but computes with its share."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1.0) // workers))
+
+
 # --------------------------------------------------------------------------- worker side
 
 
-def _load_shard(device, input_dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """This worker's rows: features X (n_shard, d) and, when the affinity is learned,
-    their embedding Z (n_shard, e), stored side by side in one array."""
-    shard = ray.train.get_dataset_shard("train")
-    parts = [b["data"] for b in shard.iter_batches(batch_size=None, batch_format="numpy")]
-    XZ = torch.from_numpy(np.concatenate(parts).astype(np.float32)).to(device)
+def _load_shard(sample_ref, rank: int, world: int, device, input_dim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """This worker's rows of the sample (every ``world``-th row from ``rank``): features
+    X (n_shard, d) and, when the affinity is learned, their embedding Z (n_shard, e),
+    stored side by side in one array. The sample is small (at most ~100k rows) and sits
+    once in the object store; workers on the driver's node read it without a copy."""
+    XZ = torch.from_numpy(np.ascontiguousarray(ray.get(sample_ref)[rank::world])).to(device)
     return XZ[:, :input_dim], (XZ[:, input_dim:] if XZ.shape[1] > input_dim else None)
+
+
+def _progress(message: str) -> None:
+    # Ray Train patches print() to log *and* echo, so a plain print shows twice.
+    print(message, file=sys.__stdout__, flush=True)
 
 
 def _constraints(cfg: dict, device) -> Constraints | None:
@@ -92,9 +111,10 @@ def train_loop_per_worker(cfg: dict) -> None:
     """Ray Train worker loop: a thin shell around :func:`fit_head`."""
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
+    torch.set_num_threads(cfg["threads"])  # Ray sets one thread per reserved CPU
     device = ray.train.torch.get_device()
     graph, train = GraphConfig.from_dict(cfg["graph"]), TrainConfig.from_dict(cfg["train"])
-    X, Z = _load_shard(device, cfg["head"]["input_dim"])
+    X, Z = _load_shard(cfg["sample"][0], rank, ctx.get_world_size(), device, cfg["head"]["input_dim"])
     # Neighbourhood minibatches come from this worker's shard: its own neighbour table.
     neighbours = torch.from_numpy(neighbour_table(X.cpu().numpy(), graph.n_neighbors)).to(device) if train.batch_neighbors else None
     constraints = _constraints(cfg, device)
@@ -111,7 +131,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         sched.load_state_dict(state["sched"])
         start, curve = state["step"], state["curve"]
         if rank == 0:
-            print(f"[ray_ncut] resuming from step {start}", flush=True)
+            _progress(f"[ray_ncut] resuming from step {start}")
 
     # Each rank and each resume draws its own batches, reproducibly.
     gen = torch.Generator().manual_seed(cfg["seed"] + 7919 * rank + start)
@@ -133,8 +153,8 @@ def train_loop_per_worker(cfg: dict) -> None:
         metrics = {"step": step, "loss": last["loss"], "cut": last["cut"], "orth": last["orth"],
                    "steps_per_s": n / (time.perf_counter() - t0)}
         if rank == 0:
-            print(f"[ray_ncut] step {step}/{train.steps} loss {last['loss']:.4f} cut {last['cut']:.4f} "
-                  f"orth {last['orth']:.4f} ({metrics['steps_per_s']:.1f} steps/s)", flush=True)
+            _progress(f"[ray_ncut] step {step}/{train.steps} loss {last['loss']:.4f} cut {last['cut']:.4f} "
+                      f"orth {last['orth']:.4f} ({metrics['steps_per_s']:.1f} steps/s)")
             ray.train.report(metrics, checkpoint=_save_state(model, opt, sched, step, curve, start, loop_seconds))
         else:
             ray.train.report(metrics, checkpoint=None)
@@ -174,7 +194,10 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hoo
         "train": job.train.to_dict(),
         "seed": job.seed,
         "checkpoint_every": job.checkpoint_every,
+        "threads": torch_threads(job.workers),
         "init_state": init_state,
+        # In a list, so that Ray passes the reference itself rather than resolving it.
+        "sample": [ray.put(np.ascontiguousarray(X_scaled if Z is None else np.hstack([X_scaled, Z]), dtype=np.float32))],
         "constraints": constraints,
         **(test_hooks or {}),
     }
@@ -192,7 +215,6 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hoo
             failure_config=FailureConfig(max_failures=job.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
-        datasets={"train": ray.data.from_numpy(X_scaled if Z is None else np.hstack([X_scaled, Z]))},
     )
     result = trainer.fit()
     return load_state(result.checkpoint)
