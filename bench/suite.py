@@ -270,10 +270,11 @@ def checks(rows: list[dict]) -> list[dict]:
         add("fashion-mnist: >= 5x faster than spectral", f"{sp['total_s'] / f['total_s']:.1f}x",
             sp["total_s"] >= 5 * f["total_s"])
         add("fashion-mnist: higher ACC than spectral", f"{f['acc']:.3f} vs {sp['acc']:.3f}", f["acc"] > sp["acc"])
-    ratios = [r["x_bare_forward"] for r in rows if "x_bare_forward" in r]
+    # Throughput at scale: on the small sets the actor pool's start-up is most of the time.
+    ratios = [r["x_bare_forward"] for r in rows if "x_bare_forward" in r and r["rows"] >= 1_000_000]
     if ratios:
-        add("labelling >= 0.5 of the bare forward (median over sets)", f"{statistics.median(ratios):.2f}",
-            statistics.median(ratios) >= 0.5)
+        add("labelling >= 0.5 of the bare forward (each set of >= 1M rows)", f"{min(ratios):.2f} (lowest)",
+            min(ratios) >= 0.5)
     return out
 
 

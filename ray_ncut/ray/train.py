@@ -75,7 +75,7 @@ def _load_shard(sample_ref, rank: int, world: int, device, input_dim: int) -> tu
     X (n_shard, d) and, when the affinity is learned, their embedding Z (n_shard, e),
     stored side by side in one array. The sample is small (at most ~100k rows) and sits
     once in the object store; workers on the driver's node read it without a copy."""
-    XZ = torch.from_numpy(np.ascontiguousarray(ray.get(sample_ref)[rank::world])).to(device)
+    XZ = torch.from_numpy(np.array(ray.get(sample_ref)[rank::world])).to(device)  # a writable copy of the shard
     return XZ[:, :input_dim], (XZ[:, input_dim:] if XZ.shape[1] > input_dim else None)
 
 
