@@ -215,6 +215,7 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
             "stage_seconds": {"start": round(t_ready - t_start, 3), "label": round(t_labelled - t_ready, 3),
                               "validate": round(t_validated - t_labelled, 3), "ncut": round(t_cut - t_validated, 3)},
             "rows_per_second": round(rows / result["seconds"], 1),
+            "steady_rows_per_second": round(result["steady_rows_per_second"], 1),
             "out": out,
         }
         if with_label:
@@ -244,6 +245,7 @@ def _label_all(opts, fs, k, staging, with_label, progress) -> dict:
     )
     progress(f"[ray_ncut] labelling {fs.n_rows} rows in {len(fs.units)} units with {size} actor(s)")
     t0, done, last = time.perf_counter(), 0, 0.0
+    first = None  # (seconds, rows) when the first unit came back: the pool is up
     sizes, cont, Zs, cls = np.zeros(k, np.int64), None, [], []
     for row in ds.iter_rows():
         r = pickle.loads(row["result"])
@@ -255,8 +257,12 @@ def _label_all(opts, fs, k, staging, with_label, progress) -> dict:
         cls.append(r.sample_cluster)
         done += r.rows
         now = time.perf_counter() - t0
+        first = first or (now, done)
         if now - last > 5 or done == fs.n_rows:
             progress(f"[ray_ncut] labelled {done}/{fs.n_rows} rows ({done / max(now, 1e-9):,.0f} rows/s)")
             last = now
+    seconds = time.perf_counter() - t0
+    # Rows/s once the pool is up (actor start-up excluded); the whole stage's rate where one unit.
+    steady = (done - first[1]) / (seconds - first[0]) if done > first[1] and seconds > first[0] else done / seconds
     return {"sizes": sizes, "contingency": cont, "sample_Z": np.concatenate(Zs),
-            "sample_cluster": np.concatenate(cls), "seconds": time.perf_counter() - t0}
+            "sample_cluster": np.concatenate(cls), "seconds": seconds, "steady_rows_per_second": steady}
