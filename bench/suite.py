@@ -132,6 +132,12 @@ def run_baseline(system: str, spec: str, seed: int, out_prefix: str) -> None:
         json.dump(result, f)
 
 
+def _last_line(path: str) -> str:
+    with open(path, errors="replace") as f:
+        lines = [line.strip() for line in f if line.strip()]
+    return lines[-1][:200] if lines else "no output"
+
+
 def measure_baseline(system, name, spec, seed, work, args) -> dict:
     prefix = os.path.join(work, f"{name}-{system}")
     caps = {"timeout_s": args.spectral_timeout, "memory_cap_gb": args.memory_cap * total_memory_gb()} \
@@ -140,7 +146,7 @@ def measure_baseline(system, name, spec, seed, work, args) -> dict:
                       "--result", prefix], prefix + ".log", **caps)
     row = {"system": BASELINE_NAMES[system], "total_s": m.wall_s, "peak_gb": m.peak_gb}
     if m.stopped or m.returncode != 0:
-        why = m.stopped or f"exit {m.returncode} (see {prefix}.log)"
+        why = m.stopped or f"exit {m.returncode}: {_last_line(prefix + '.log')}"
         row["note"] = f"did not finish: {why}, after {m.wall_s:.0f} s at {m.peak_gb:.1f} GB"
         return row
     with open(prefix + ".json") as f:
