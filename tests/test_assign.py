@@ -96,6 +96,8 @@ def test_labels_ids_and_exact_metrics(ray_cluster, corpus, tmp_path):
     brute = normalized_cut(sparse_knn_graph(Z.astype(np.float64), 10), expected)
     assert m["normalized_cut"]["ncut"] == pytest.approx(brute, rel=1e-4)
     assert m["normalized_cut"]["sample"] == "all rows"
+    assert set(m["stage_seconds"]) == {"start", "label", "validate", "ncut"}
+    assert m["rows_per_second"] > 0 and m["steady_rows_per_second"] > 0
     assert (out / "_SUCCESS").exists()
 
 

@@ -86,3 +86,23 @@ def test_compare_job_rejects_an_unknown_data_set_in_one_line():
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["error: unknown built-in data set 'nope'; choose one of rings, moons, blobs, digits, fashion-mnist"]
+
+
+def test_real_sets_come_in_small_read_only_chunks_loaded_once():
+    from ray_ncut.data.readers import plan_units, read_unit
+
+    units = plan_units("builtin:digits")
+    assert [u.rows for u in units] == [1797]  # 10k-row units: one here, seven for Fashion-MNIST
+    X = read_unit(units[0])["features"]
+    with pytest.raises(ValueError, match="read-only"):
+        X[0, 0] = 1.0  # the cached array is shared by every chunk read in this process
+    assert builtin._load_real("digits")[0] is builtin._load_real("digits")[0]
+
+
+def test_reading_a_built_in_set_does_not_import_torch():
+    """Ray Data read tasks import ray_ncut.data and ray_ncut.ray.dataset; torch costs ~1 s there."""
+    code = ("import sys, ray_ncut.ray.dataset; from ray_ncut.data.readers import plan_units, read_unit; "
+            "read_unit(plan_units('builtin:rings?n=100')[0]); "
+            "assert 'torch' not in sys.modules and 'sklearn' not in sys.modules, 'heavy import'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 
 from ray_ncut.affinity import sparse_knn_graph
-from ray_ncut.knn import build_index, knn_cut
+from ray_ncut.knn import (
+    IVF_MIN_ROWS,
+    build_index,
+    default_metric_sample,
+    knn_cut,
+    knn_graph,
+)
 from ray_ncut.metrics import normalized_cut, ratio_cut
 
 
@@ -25,7 +31,8 @@ def test_large_index_is_ivf_and_finds_true_neighbours():
 
     rng = np.random.default_rng(1)
     centres = rng.normal(0, 5, (50, 8))
-    X = (centres[rng.integers(0, 50, 210_000)] + rng.normal(size=(210_000, 8))).astype(np.float32)
+    n = IVF_MIN_ROWS + 10_000
+    X = (centres[rng.integers(0, 50, n)] + rng.normal(size=(n, 8))).astype(np.float32)
     index, kind = build_index(X, use_gpu=False)
     assert kind.startswith("IVF")
     exact = faiss.IndexFlatL2(8)
@@ -41,3 +48,19 @@ def test_gpu_request_without_a_gpu_falls_back_to_cpu():
     X = np.random.default_rng(2).normal(size=(100, 3)).astype(np.float32)
     index, kind = build_index(X, use_gpu=True)
     assert kind == "Flat" and index.ntotal == 100
+
+
+def test_one_graph_scores_several_labellings_as_knn_cut_does():
+    Z = np.random.default_rng(3).normal(size=(800, 4)).astype(np.float32)
+    graph = knn_graph(Z, n_neighbors=8, use_gpu=False)
+    for labels in ((Z[:, 0] > 0).astype(np.int64), (Z[:, 1] > 0).astype(np.int64) + 2 * (Z[:, 2] > 0)):
+        k = int(labels.max()) + 1
+        assert graph.cut(labels, k) == knn_cut(Z, labels, k, n_neighbors=8, use_gpu=False)
+
+
+def test_metric_sample_shrinks_with_the_dimension_to_bound_the_exact_search():
+    assert default_metric_sample(2) == 100_000  # capped
+    assert default_metric_sample(784) == 17_857  # sqrt(2.5e11 / 784)
+    for d in (64, 500, 784, 4096):
+        n = default_metric_sample(d)
+        assert n * n * d <= 2.5e11 < (n + 1) ** 2 * d
