@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data.readers import ReadUnit, read_unit
+from .data.readers import ReadUnit, read_unit, unit_sample_mask
 from .metrics import Contingency, contingency_partial
 from .model import load_model_dir
 from .scaling import FeatureScaler
@@ -135,7 +135,7 @@ def label_unit(
     os.replace(tmp, final)  # a half-written file never carries the final name
 
     k = labeler.head.config.n_clusters
-    keep = np.random.default_rng([seed, index]).random(len(X)) < sample_rate
+    keep = unit_sample_mask(seed, index, len(X), sample_rate)
     return UnitResult(
         unit=index,
         rows=len(X),

@@ -23,7 +23,7 @@ import numpy as np
 
 from .builtin import builtin_chunks, parse_builtin, synthetic_chunk
 
-__all__ = ["ColumnSpec", "ReadUnit", "plan_units", "read_unit", "DataError"]
+__all__ = ["ColumnSpec", "ReadUnit", "plan_units", "read_unit", "unit_sample_mask", "DataError"]
 
 NPY_CHUNK_ROWS = 100_000
 
@@ -209,6 +209,12 @@ def _check_finite(X: np.ndarray, where: str, first_row: int) -> None:
     if bad.any():
         row, col = map(int, np.argwhere(bad)[0])
         raise DataError(f"{where} has a NaN or infinite feature at row {first_row + row}, feature {col}: {X[row, col]}")
+
+
+def unit_sample_mask(seed: int, index: int, rows: int, rate: float) -> np.ndarray:
+    """(rows,) bool: a Bernoulli sample of one read unit's rows, seeded by ``(seed, unit index)``,
+    so that a sample drawn unit by unit does not depend on the order the units are read in."""
+    return np.random.default_rng([seed, index]).random(rows) < rate
 
 
 def read_unit(unit: ReadUnit, with_label: bool = True, check_finite: bool = True) -> dict:

@@ -8,7 +8,14 @@ import pickle
 import numpy as np
 import ray
 
-from ..data.readers import ColumnSpec, DataError, ReadUnit, plan_units, read_unit
+from ..data.readers import (
+    ColumnSpec,
+    DataError,
+    ReadUnit,
+    plan_units,
+    read_unit,
+    unit_sample_mask,
+)
 from ..scaling import FeatureScaler, MomentSums, merge_moments, moments_partial
 
 __all__ = ["init_ray", "read_dataset", "scan_statistics", "collect_rows", "FeatureSet", "open_feature_set"]
@@ -64,8 +71,7 @@ def read_dataset(fs: FeatureSet, with_label: bool = False, check_finite: bool = 
 
 
 def _scan_unit(unit, index: int, fraction: float, seed: int) -> dict:
-    """One read unit's scaling sums, NaN report and Bernoulli sample (seeded by the unit's
-    index, so the sample does not depend on the order the units finish in)."""
+    """One read unit's scaling sums, NaN report and share of the training sample."""
     batch = read_unit(unit, with_label=False, check_finite=False)
     X = batch["features"]  # (n, d)
     bad = ~np.isfinite(X)
@@ -74,7 +80,7 @@ def _scan_unit(unit, index: int, fraction: float, seed: int) -> dict:
         row, col = map(int, np.argwhere(bad)[0])
         first_bad = f"row id {batch['id'][row]!s} has a NaN or infinite feature {col}: {X[row, col]}"
         X = np.where(bad, 0.0, X)
-    keep = np.random.default_rng([seed, index]).random(len(X)) < fraction
+    keep = unit_sample_mask(seed, index, len(X), fraction)
     return {"moments": moments_partial(X), "n_bad": int(bad.any(1).sum()), "first_bad": first_bad,
             "sample": np.asarray(X[keep], dtype=np.float32)}
 
