@@ -225,13 +225,14 @@ def bench_set(name: str, systems, seed: int, work: str, args) -> list[dict]:
 
     spec = SETS[name]
     info = parse_builtin(spec)
-    X_score, _ = first_rows(spec, SCORE_ROWS)
+    X_bare, _ = first_rows(spec, BARE_ROWS)  # the score rows are its first SCORE_ROWS
+    X_score = X_bare[:SCORE_ROWS]
     graph = knn_graph(FeatureScaler.fit("auto", X_score).transform(X_score))
     print(f"[suite] {name}: {info.n_rows:,} rows x {X_score.shape[1]} features, k={info.n_classes}", flush=True)
     rows = []
     for system in systems:
         if system == "ray_ncut":
-            r = measure_ray_ncut(name, spec, seed, work, args, first_rows(spec, BARE_ROWS)[0])
+            r = measure_ray_ncut(name, spec, seed, work, args, X_bare)
             if "_model" in r:
                 r["_scored_labels"] = NeuralCut.load(r.pop("_model")).predict(X_score)
         else:
