@@ -1,11 +1,13 @@
 """Label every row of a feature set with a trained model; publish labels and metrics atomically.
 
-    python jobs/assign.py --model runs/demo --data builtin:blobs?n=200000&d=16&k=10 --out labels/demo
+    python jobs/assign.py --model runs/demo --out labels/demo      # the data the model was trained on
+    python jobs/assign.py --model runs/demo --data 'builtin:blobs?n=200000&d=16&k=10' --out labels/demo
     ray job submit -- python jobs/assign.py --model /mnt/runs/x --data s3://bucket/feats/ --out /mnt/labels/x
 
-Writes LABELS_DIR/labels/part-*.parquet (id, cluster int32, confidence float32), metrics.json and
-_SUCCESS. An existing LABELS_DIR is kept unless --overwrite, and is then replaced only once
-the new output is complete and validated.
+Writes LABELS_DIR/labels/part-*.parquet (id, cluster int32, confidence float32), metrics.json,
+_SUCCESS and an ownership marker. An existing LABELS_DIR is kept unless --overwrite, and is then
+replaced (only if ray_ncut wrote it and nothing else was added) once the new output is complete
+and validated. Exit codes: 0 done, 2 bad input, 1 failed, 130 interrupted.
 """
 
 import argparse
@@ -30,7 +32,10 @@ def parse_args(argv=None):
                         "fewer in high dimensions so that the exact search stays cheap: 17,857 at 784 features)")
     p.add_argument("--actors", type=int, help="labelling actors (default: 4 per GPU, sharing it, else one per CPU)")
     p.add_argument("--seed", type=int, default=0, help="seed of the metric's sample")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out once the new one is complete")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out once the new one is complete, only if ray_ncut wrote it "
+                        "and nothing else was added")
+    p.add_argument("--debug", action="store_true", help="print a traceback with an error")
     return p.parse_args(argv)
 
 
@@ -44,30 +49,28 @@ def training_data(model_dir: str) -> str:
 
 
 def main(argv=None) -> int:
+    from ray_ncut.cli import absolute_paths, run_job
+
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    from ray_ncut.data.readers import ColumnSpec
-    from ray_ncut.ray.label import AssignOptions, assign_run
 
-    try:
-        data = args.data or training_data(args.model)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    opts = AssignOptions(
-        model=args.model, data=data, out=args.out,
-        columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column, args.label_column),
-        ncut_neighbors=args.ncut_neighbors, ncut_sample=args.ncut_sample,
-        overwrite=args.overwrite, seed=args.seed, actors=args.actors,
-    )
-    try:
-        m = assign_run(opts)
-    except ValueError as e:  # bad input: one line, non-zero exit, nothing published
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - a failed run publishes nothing
-        print(f"error: labelling failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
-        return 1
+    def work():
+        from ray_ncut.data.readers import ColumnSpec
+        from ray_ncut.ray.label import AssignOptions, assign_run
+
+        absolute_paths(args, inputs=("model", "data"), outputs=("out",))
+        opts = AssignOptions(
+            model=args.model, data=args.data or training_data(args.model), out=args.out,
+            columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column, args.label_column),
+            ncut_neighbors=args.ncut_neighbors, ncut_sample=args.ncut_sample,
+            overwrite=args.overwrite, seed=args.seed, actors=args.actors,
+        )
+        print_summary(assign_run(opts))
+
+    return run_job(work, args.debug)
+
+
+def print_summary(m: dict) -> None:
     nc = m["normalized_cut"]
     truth = m.get("ground_truth")
     scores = f" ACC {truth['acc']:.3f}, NMI {truth['nmi']:.3f}, ARI {truth['ari']:.3f};" if truth else ""
@@ -78,7 +81,6 @@ def main(argv=None) -> int:
         f"Published to {m['out']} (labels/part-*.parquet, metrics.json)."
     )
     print("cluster sizes: " + json.dumps(m["cluster_sizes"]))
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """Train a cut head on a feature set with Ray Data + Ray Train and write a run directory.
 
     python jobs/train.py --out runs/demo                               # builtin default
-    python jobs/train.py --data s3://bucket/features/ --k 100 --out runs/x --workers 8
-    ray job submit -- python jobs/train.py --data builtin:blobs --k 10 --out /shared/runs/b
+    python jobs/train.py --data features.parquet --k 20 --label-column label --out runs/x
+    python jobs/train.py --data 'builtin:blobs?n=200000&d=16&k=10' --out runs/b
+    ray job submit -- python jobs/train.py --data s3://bucket/features/ --k 100 --out /shared/runs/x
 
-Runs on the cluster ray.init() finds (RAY_ADDRESS, or inside `ray job submit`);
-otherwise starts an embedded local one.
+Runs on the cluster named by RAY_ADDRESS (as inside `ray job submit`), else on the one
+Ray cluster running on this machine, else on an embedded local one. Writes nothing until
+the input has been read and checked; the previous model at --out stays loadable until
+the new one is complete. Exit codes: 0 done, 2 bad input, 1 failed, 130 interrupted.
 """
 
 import argparse
@@ -26,10 +29,15 @@ def parse_args(argv=None):
     g.add_argument("--features", help="one list/tensor column holding the feature vector (default 'features')")
     g.add_argument("--feature-columns", help="comma-separated scalar feature columns instead of --features")
     g.add_argument("--id-column", default="id", help="row id column, carried to outputs (default 'id')")
+    g.add_argument("--label-column",
+                   help="ground truth: never a feature; ACC/NMI/ARI on the training sample go into summary.json. "
+                        "Columns named label, labels, y, target or class are never features unless named by "
+                        "--feature-columns")
     g.add_argument("--sample", type=int, help="rows in the training sample (default: all up to 100,000)")
     g.add_argument("--scaling", default="auto", choices=SCALINGS, help="feature scaling (default auto)")
     m = p.add_argument_group("model and loss")
-    m.add_argument("--k", type=int, default=None, help="number of clusters (default: the builtin's classes, else 10)")
+    m.add_argument("--k", type=int, default=None,
+                   help="number of clusters, >= 2 (required for your data; a built-in set defaults to its classes)")
     m.add_argument("--loss", default="ncut", choices=LOSSES, help="ncut (NeuNcut, default), rcut, cnc")
     m.add_argument("--gamma", default="2.0",
                    help="orthogonality penalty weight, squared form (default 2), or 'auto' for the label-free "
@@ -64,7 +72,10 @@ def parse_args(argv=None):
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, help="run directory to write")
     o.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    o.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out, only if ray_ncut wrote it and nothing else was added, "
+                        "once the new model is complete")
+    o.add_argument("--debug", action="store_true", help="print a traceback with an error")
     return p.parse_args(argv)
 
 
@@ -75,21 +86,31 @@ def _number(flag: str, value: str) -> float:
         raise ValueError(f"{flag} should be 'auto' or a number, got {value!r}") from None
 
 
+def _k(args) -> int:
+    from ray_ncut.data.builtin import parse_builtin
+
+    if args.k is None:
+        if args.data.startswith("builtin:"):
+            return parse_builtin(args.data).n_classes
+        raise ValueError(f"--k is required for --data {args.data}: the number of clusters, e.g. --k 10")
+    if args.k < 2:
+        raise ValueError(f"--k={args.k} should be >= 2 (the number of clusters)")
+    return args.k
+
+
 def options_from_args(args):
     from ray_ncut.config import GraphConfig, TrainConfig
-    from ray_ncut.data.builtin import parse_builtin
     from ray_ncut.data.readers import ColumnSpec
     from ray_ncut.ray.runs import TrainOptions
     from ray_ncut.siamese import SiameseConfig
 
-    k = args.k or (parse_builtin(args.data).n_classes if args.data.startswith("builtin:") else 10)
     sigma = args.sigma if args.sigma == "auto" else _number("--sigma", args.sigma)
     gamma = args.gamma if args.gamma == "auto" else _number("--gamma", args.gamma)
     return TrainOptions(
         data=args.data,
         out=args.out,
-        n_clusters=k,
-        columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column),
+        n_clusters=_k(args),
+        columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column, args.label_column),
         graph=GraphConfig(n_neighbors=args.neighbors, sigma=sigma, local_scaling=args.local_scaling,
                           affinity=args.affinity),
         train=TrainConfig(loss=args.loss, gamma=2.0 if gamma == "auto" else gamma, batch_size=args.batch_size,
@@ -116,28 +137,33 @@ def _resumed(summary) -> str:
 
 
 def main(argv=None) -> int:
+    from ray_ncut.cli import absolute_paths, run_job
+
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
+
+    def work():
         from ray_ncut.ray.runs import train_run
 
-        summary = train_run(options_from_args(args))
-    except ValueError as e:  # bad input: one line, non-zero exit
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - training failed after its retries
-        print(f"error: training failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
-        return 1
+        absolute_paths(args, inputs=("data", "constraints"), outputs=("out",))
+        print_summary(train_run(options_from_args(args)))
+
+    return run_job(work, args.debug)
+
+
+def print_summary(summary: dict) -> None:
+    quality = summary.get("sample_quality")
+    scores = (f" On the training sample: ACC {quality['acc']:.3f}, NMI {quality['nmi']:.3f}, "
+              f"ARI {quality['ari']:.3f}." if quality else "")
     print(
         f"\nTrained a {summary['k']}-cluster {summary['loss']} head on {summary['sample_rows']} of "
         f"{summary['rows']} rows of {summary['data']} ({summary['features']} features) with "
         f"{summary['workers']} {summary['devices'].upper()} worker(s), gamma {summary['gamma']:g}, sigma {summary['sigma']:.4g}: "
         f"{summary['steps']} steps in "
         f"{summary['train_seconds']:.1f}s{_resumed(summary)} (scan {summary['scan_seconds']:.1f}s, total {summary['total_seconds']:.1f}s); "
-        f"final loss {summary['final_loss']:.4f} (cut {summary['final_cut']:.4f}, orth {summary['final_orth']:.4f}). "
+        f"final loss {summary['final_loss']:.4f} (cut {summary['final_cut']:.4f}, orth {summary['final_orth']:.4f}).{scores} "
         f"Model written to {summary['out']}."
     )
-    return 0
 
 
 if __name__ == "__main__":

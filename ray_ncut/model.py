@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .publish import write_json_atomic
+
 __all__ = ["HeadConfig", "CutHead", "mlp", "save_model_dir", "load_model_dir", "MODEL_FILE", "CONFIG_FILE"]
 
 MODEL_FILE = "model.pt"
@@ -90,10 +92,7 @@ def save_model_dir(path: str, head: CutHead, config: dict) -> None:
     state = {k: v.detach().cpu() for k, v in head.state_dict().items()}
     torch.save({"head_config": head_config, "state_dict": state}, os.path.join(path, MODEL_FILE))
     full = {"format_version": FORMAT_VERSION, "head": head_config, **config, "versions": versions()}
-    tmp = os.path.join(path, CONFIG_FILE + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(full, f, indent=2, default=_json_default)
-    os.replace(tmp, os.path.join(path, CONFIG_FILE))
+    write_json_atomic(os.path.join(path, CONFIG_FILE), full)
 
 
 def load_model_dir(path: str) -> tuple[CutHead, dict]:
@@ -109,8 +108,3 @@ def load_model_dir(path: str) -> tuple[CutHead, dict]:
     head.load_state_dict(blob["state_dict"])
     return head.eval(), config
 
-
-def _json_default(o):
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -104,10 +104,9 @@ def test_labels_ids_and_exact_metrics(ray_cluster, corpus, tmp_path):
 @pytest.mark.ray
 def test_failed_job_leaves_previous_output_and_overwrite_replaces_it_whole(ray_cluster, corpus, tmp_path):
     out = tmp_path / "labels"
-    out.mkdir()
-    (out / "labels").mkdir()
-    (out / "labels" / "part-999999.parquet").write_bytes(b"previous output")
-    before = sorted(p.name for p in out.iterdir())
+    done = assign(["--model", str(corpus["root"] / "model"), "--data", str(corpus["data"]), "--out", str(out)])
+    assert done.returncode == 0, done.stderr[-2000:]
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     # no --overwrite: refused, nothing touched
     done = assign(["--model", str(corpus["root"] / "model"), "--data", str(corpus["data"]), "--out", str(out)])
@@ -124,15 +123,14 @@ def test_failed_job_leaves_previous_output_and_overwrite_replaces_it_whole(ray_c
     done = assign(["--model", str(corpus["root"] / "model"), "--data", str(bad), "--out", str(out), "--overwrite"])
     assert done.returncode != 0
     assert "NaN" in done.stderr.strip().splitlines()[-1]
-    assert sorted(p.name for p in out.iterdir()) == before
-    assert (out / "labels" / "part-999999.parquet").read_bytes() == b"previous output"
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert not [p for p in tmp_path.iterdir() if ".staging-" in p.name or ".old-" in p.name]
 
     # --overwrite with good input replaces the directory whole
     done = assign(["--model", str(corpus["root"] / "model"), "--data", str(corpus["data"]), "--out", str(out),
                    "--overwrite"])
     assert done.returncode == 0, done.stderr[-2000:]
-    assert not (out / "labels" / "part-999999.parquet").exists()
+    assert (out / "metrics.json").read_bytes() != before[Path("metrics.json")]  # replaced whole
     assert len(read_labels(out)) == 3000
 
 

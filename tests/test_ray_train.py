@@ -109,21 +109,6 @@ def test_constraint_id_missing_from_the_data_is_one_line(ray_cluster, blob_parqu
     assert "--constraints: 1 id(s) not found in the data, e.g. '999999'" in capsys.readouterr().err
 
 
-def test_job_submitted_with_ray_job_submit(ray_cluster, tmp_path):
-    out = tmp_path / "submitted"
-    env = {**os.environ, "RAY_ADDRESS": ray_cluster["dashboard"]}
-    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-    done = subprocess.run(
-        [ray_bin, "job", "submit", "--", sys.executable, str(ROOT / "jobs" / "train.py"),
-         "--data", BLOBS, "--out", str(out), "--workers", "2", *SMALL],
-        env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "succeeded" in done.stdout and "Model written to" in done.stdout
-    X, y = load_builtin(BLOBS)
-    assert accuracy(y, NeuralCut.load(out).predict(X)) >= 0.99
-
-
 def test_failed_worker_is_retried_from_the_last_checkpoint(ray_cluster, tmp_path):
     from ray_ncut.ray.runs import train_run
 
@@ -162,16 +147,15 @@ def test_resume_continues_from_the_first_checkpoint(ray_cluster, tmp_path):
     ],
     ids=["wrong-path", "missing-column", "nan", "nan-found-by-ray-scan", "rows-lt-k"],
 )
-def test_bad_input_is_one_line_nonzero_and_leaves_out_untouched(ray_cluster, tmp_path, capsys, make_data, extra, message):
+def test_bad_input_is_one_line_nonzero_and_writes_nothing(ray_cluster, tmp_path, capsys, make_data, extra, message):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "previous.txt").write_text("keep me")
-    code = train(["--data", make_data(tmp_path), "--out", str(out), "--overwrite", *extra, *SMALL], check=False)
+    k = [] if "--k" in extra else ["--k", "2"]
+    code = train(["--data", make_data(tmp_path), "--out", str(out), *k, *extra, *SMALL], check=False)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     errors = [line for line in err if line.startswith("error: ")]
     assert errors == [err[-1]] and message in err[-1], err[-5:]
-    assert (out / "previous.txt").read_text() == "keep me"
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
 
 
 def _parquet(d, columns):

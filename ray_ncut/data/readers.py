@@ -23,9 +23,16 @@ import numpy as np
 
 from .builtin import builtin_chunks, parse_builtin, synthetic_chunk
 
-__all__ = ["ColumnSpec", "ReadUnit", "plan_units", "read_unit", "unit_sample_mask", "DataError"]
+__all__ = ["ColumnSpec", "ReadUnit", "plan_units", "read_unit", "read_unit_ids", "hash_ids", "duplicate_hashes", "repeated_values",
+           "unit_sample_mask", "DataError", "LABEL_LIKE", "INPUT_FORMATS"]
 
 NPY_CHUNK_ROWS = 100_000
+
+# Never taken as features without being named: a column called like ground truth would
+# leak the answer into the clustering (case-insensitive).
+LABEL_LIKE = frozenset({"label", "labels", "y", "target", "class"})
+
+INPUT_FORMATS = "Parquet files (a file, a folder of them, or a glob), a .npy array, or builtin:NAME"
 
 
 class DataError(ValueError):
@@ -90,7 +97,7 @@ def _parquet_files(uri: str) -> tuple[object, list[str]]:
         else:
             files = [path]
     if not files:
-        raise DataError(f"no Parquet files found at {uri}")
+        raise DataError(f"no Parquet files found at {uri}; ray_ncut reads {INPUT_FORMATS}")
     return fs, files
 
 
@@ -119,9 +126,11 @@ def _resolve_parquet_columns(schema, cols: ColumnSpec, where: str) -> dict:
         need(feats, "features")
     else:
         skip = {cols.id_column, cols.label_column}
-        feats = [n for n in names if n not in skip and _is_number(schema.field(n).type)]
+        feats = [n for n in names if n not in skip and n.lower() not in LABEL_LIKE and _is_number(schema.field(n).type)]
         if not feats:
             raise DataError(f"no numeric feature columns in {where}; columns are {names}")
+    if cols.label_column and cols.label_column in (feats if isinstance(feats, list) else [feats]):
+        raise DataError(f"--label-column {cols.label_column!r} is also a feature column; ground truth is never a feature")
     if isinstance(feats, list):
         for c in feats:
             t = schema.field(c).type
@@ -137,7 +146,7 @@ def _plan_parquet(uri: str, cols: ColumnSpec) -> list[ReadUnit]:
     units, resolved = [], None
     root = os.path.commonpath(files) if len(files) > 1 else os.path.dirname(files[0])
     for path in files:
-        meta = pq.ParquetFile(fs.open_input_file(path)).metadata
+        meta = _parquet_metadata(fs, path)
         if resolved is None:
             resolved = _resolve_parquet_columns(meta.schema.to_arrow_schema(), cols, path)
         start = 0
@@ -147,6 +156,17 @@ def _plan_parquet(uri: str, cols: ColumnSpec) -> list[ReadUnit]:
             units.append(ReadUnit("parquet", _uri_of(uri, path), start, rows, rg, resolved, prefix))
             start += rows
     return units
+
+
+def _parquet_metadata(fs, path: str):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(fs.open_input_file(path)).metadata
+    except (pa.ArrowInvalid, OSError) as e:
+        why = f" ({str(e).splitlines()[0]})" if path.endswith(".parquet") else ""
+        raise DataError(f"{path} is not a Parquet file{why}; ray_ncut reads {INPUT_FORMATS}") from None
 
 
 def _uri_of(uri: str, path: str) -> str:
@@ -239,6 +259,36 @@ def read_unit(unit: ReadUnit, with_label: bool = True, check_finite: bool = True
             _check_finite(X, unit.source, unit.start)
         return {"id": np.arange(unit.start, unit.start + unit.rows, dtype=np.int64), "features": X}
     return _read_parquet_unit(unit, with_label, check_finite)
+
+
+def read_unit_ids(unit: ReadUnit) -> np.ndarray:
+    """(n,) the ids of one read unit, reading nothing else where the input has an id column."""
+    if unit.kind == "parquet" and unit.columns["id"]:
+        import pyarrow.parquet as pq
+
+        fs, path = _filesystem(unit.source)
+        table = pq.ParquetFile(fs.open_input_file(path)).read_row_group(unit.index, columns=[unit.columns["id"]])
+        return table.column(0).to_numpy(zero_copy_only=False)
+    return read_unit(unit, with_label=False, check_finite=False)["id"]
+
+
+def hash_ids(ids: np.ndarray) -> np.ndarray:
+    """(n,) uint64 hashes of ids of any type: 8 bytes a row, for uniqueness checks."""
+    import pandas as pd
+
+    return pd.util.hash_array(np.asarray(ids))
+
+
+def duplicate_hashes(hashes: list[np.ndarray]) -> bool:
+    """Whether any hash repeats across the given arrays (a sort: np.unique takes 8 s on 10M)."""
+    h = np.sort(np.concatenate(hashes)) if hashes else np.zeros(0, np.uint64)
+    return bool((h[1:] == h[:-1]).any())
+
+
+def repeated_values(ids: np.ndarray) -> list:
+    """The ids that occur more than once (exact, for after a hash check found a repeat)."""
+    values, counts = np.unique(np.asarray(ids), return_counts=True)
+    return values[counts > 1].tolist()
 
 
 def _read_parquet_unit(unit: ReadUnit, with_label: bool, check_finite: bool) -> dict:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import signal
+import threading
 
 import numpy as np
 import ray
@@ -12,13 +15,18 @@ from ..data.readers import (
     ColumnSpec,
     DataError,
     ReadUnit,
+    duplicate_hashes,
+    hash_ids,
     plan_units,
     read_unit,
+    read_unit_ids,
+    repeated_values,
     unit_sample_mask,
 )
 from ..scaling import FeatureScaler, MomentSums, merge_moments, moments_partial
 
-__all__ = ["init_ray", "read_dataset", "scan_statistics", "collect_rows", "FeatureSet", "open_feature_set"]
+__all__ = ["init_ray", "map_units", "read_dataset", "scan_statistics", "collect_rows", "FeatureSet",
+           "open_feature_set", "describe_columns", "check_unique_ids"]
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +35,86 @@ log = logging.getLogger(__name__)
 TASK_CPUS = 0.5
 
 
+_CONNECTED_HERE = False  # whether init_ray made this process's Ray connection
+
+
+def connected_by_job() -> bool:
+    return _CONNECTED_HERE and ray.is_initialized()
+
+
+def disconnect() -> None:
+    """Undo :func:`init_ray`: disconnect, stopping an embedded cluster it started."""
+    global _CONNECTED_HERE
+    _CONNECTED_HERE = False
+    ray.shutdown()
+
+
 def init_ray() -> None:
-    """Connect to the cluster ``ray.init()`` finds (RAY_ADDRESS, ``ray job submit``) or start a local one."""
-    if not ray.is_initialized():
-        ray.init(logging_level=logging.WARNING, log_to_driver=True)
+    """Connect to the cluster named by RAY_ADDRESS (as inside ``ray job submit``), else to
+    the one Ray cluster running on this machine, else start an embedded local one.
+
+    Where several clusters run on this machine and RAY_ADDRESS names none, Ray 2.60 would
+    connect to whichever started last (maybe someone else's, with other credentials);
+    the job starts its own embedded cluster instead, and says so.
+    """
+    global _CONNECTED_HERE
     # ray_ncut prints its own progress; Ray Data's per-operator INFO lines drown it.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    if ray.is_initialized():
+        return
+    _CONNECTED_HERE = True
+    if not os.environ.get("RAY_ADDRESS") and _clusters_on_this_machine() > 1:
+        print("[ray_ncut] several Ray clusters run on this machine and RAY_ADDRESS names none: "
+              "starting an embedded one for this job", flush=True)
+        _init_embedded_beside_others()
+    else:
+        _init_shielded()
+
+
+def _init_embedded_beside_others() -> None:
+    """Start an embedded cluster on a GCS port chosen here, with RAY_ADDRESS naming it.
+
+    Ray Train's internal actors look their cluster up from RAY_ADDRESS, else by scanning
+    the machine; with several clusters the scan picks the newest (another) and they log
+    tracebacks. The cluster's processes inherit this environment, so they find their own.
+    """
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", 0))
+        port = s.getsockname()[1]
+    os.environ["RAY_ADDRESS"] = f"{ray.util.get_node_ip_address()}:{port}"
+    os.environ["RAY_GCS_SERVER_PORT"] = str(port)  # read by the node ray.init starts
+    try:
+        _init_shielded(address="local")  # "local" starts a cluster whatever RAY_ADDRESS says
+    finally:
+        os.environ.pop("RAY_GCS_SERVER_PORT", None)
+
+
+def _clusters_on_this_machine() -> int:
+    from ray._private.services import find_gcs_addresses  # what ray.init itself consults
+
+    return len(find_gcs_addresses())
+
+
+def _init_shielded(**kwargs) -> None:
+    """``ray.init`` with SIGINT ignored while it starts processes, which inherit that.
+
+    Ctrl-C in a terminal signals the whole foreground process group. Without this, the
+    processes of an embedded cluster (GCS, raylet, workers) would take it too and die in
+    any order, each printing its own traceback; with it, only the job sees Ctrl-C, says
+    what it kept, and then stops its cluster in order (``ray.shutdown``).
+    """
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if _on_main_thread() else None
+    try:
+        ray.init(logging_level=logging.WARNING, log_to_driver=True, **kwargs)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 class FeatureSet:
@@ -57,6 +139,65 @@ def open_feature_set(uri: str, columns: ColumnSpec | None = None) -> FeatureSet:
     return FeatureSet(uri, columns, units, d)
 
 
+def describe_columns(fs: FeatureSet) -> str:
+    """One line saying which columns the job reads as features, ids and ground truth."""
+    c = fs.units[0].columns if fs.units[0].kind == "parquet" else None
+    if c is None:
+        return f"[ray_ncut] features: {fs.n_features} per row ({fs.uri}); ids: row numbers"
+    feats = c["features"]
+    if isinstance(feats, list):
+        shown = ", ".join(feats[:8]) + (f", ... ({len(feats)} columns)" if len(feats) > 8 else "")
+        what = f"{len(feats)} columns ({shown})"
+    else:
+        what = f"column {feats!r} ({fs.n_features} values a row)"
+    ids = f"column {c['id']!r}" if c["id"] else "derived from file and row"
+    label = f"; ground truth: column {c['label']!r} (not a feature)" if c["label"] else ""
+    return f"[ray_ncut] features: {what}; ids: {ids}{label}"
+
+
+def map_units(fs: FeatureSet, fn, indices=None) -> list:
+    """``[fn(unit, index) for each read unit]``, one Ray task per unit, in unit order.
+
+    ``fn`` runs in a Ray Data task on whichever node has room; its result is pickled back
+    to the driver, so it should be small (sums, hashes, a sample), never the unit's rows.
+    """
+    units = fs.units
+    indices = list(range(len(units))) if indices is None else list(indices)
+
+    def run(batch):
+        results = [fn(units[int(i)], int(i)) for i in batch["item"]]
+        return {"index": batch["item"], "result": np.array([pickle.dumps(r) for r in results], dtype=object)}
+
+    ds = ray.data.from_items(indices, override_num_blocks=max(1, len(indices)))
+    by_unit = {int(row["index"]): pickle.loads(row["result"])
+               for row in ds.map_batches(run, batch_size=1, num_cpus=TASK_CPUS).iter_rows()}
+    return [by_unit[i] for i in indices]
+
+
+def check_unique_ids(fs: FeatureSet) -> None:
+    """Raise :class:`DataError` naming a repeated id, from one pass over the id column.
+
+    Derived ids (file and row) and built-in row numbers are unique by construction."""
+    if fs.units[0].kind != "parquet" or not fs.units[0].columns["id"]:
+        return
+    hashes = map_units(fs, lambda unit, _: hash_ids(read_unit_ids(unit)))
+    if not duplicate_hashes(hashes):
+        return
+    # A repeat (or a 64-bit collision): fetch only the ids whose hash repeats, and check exactly.
+    h, counts = np.unique(np.concatenate(hashes), return_counts=True)
+    suspects = set(h[counts > 1].tolist())
+    candidates = map_units(fs, lambda unit, _: _ids_with_hash(unit, suspects))
+    dup = repeated_values(np.concatenate(candidates))
+    if dup:
+        raise DataError(f"{fs.uri}: ids in column {fs.units[0].columns['id']!r} are not unique: {len(dup)} repeated, "
+                        f"e.g. {dup[0]!r}; labels could not be joined back to rows")
+
+
+def _ids_with_hash(unit, hashes: set) -> np.ndarray:
+    ids = np.asarray(read_unit_ids(unit))
+    return ids[np.isin(hash_ids(ids), list(hashes))]
+
+
 def read_dataset(fs: FeatureSet, with_label: bool = False, check_finite: bool = True) -> ray.data.Dataset:
     """One Ray Data block per read unit, read in parallel tasks; columns id, features[, label]."""
     units = fs.units
@@ -70,9 +211,9 @@ def read_dataset(fs: FeatureSet, with_label: bool = False, check_finite: bool = 
     )
 
 
-def _scan_unit(unit, index: int, fraction: float, seed: int) -> dict:
+def _scan_unit(unit, index: int, fraction: float, seed: int, with_label: bool) -> dict:
     """One read unit's scaling sums, NaN report and share of the training sample."""
-    batch = read_unit(unit, with_label=False, check_finite=False)
+    batch = read_unit(unit, with_label=with_label, check_finite=False)
     X = batch["features"]  # (n, d)
     bad = ~np.isfinite(X)
     first_bad = ""
@@ -82,25 +223,20 @@ def _scan_unit(unit, index: int, fraction: float, seed: int) -> dict:
         X = np.where(bad, 0.0, X)
     keep = unit_sample_mask(seed, index, len(X), fraction)
     return {"moments": moments_partial(X), "n_bad": int(bad.any(1).sum()), "first_bad": first_bad,
-            "sample": np.asarray(X[keep], dtype=np.float32)}
+            "sample": np.asarray(X[keep], dtype=np.float32),
+            "sample_label": batch["label"][keep] if "label" in batch else None}
 
 
-def scan_statistics(fs: FeatureSet, scaling: str, sample_rows: int, seed: int):
+def scan_statistics(fs: FeatureSet, scaling: str, sample_rows: int, seed: int, with_label: bool = False):
     """One streaming pass over the data: the scaling statistics, a NaN check of every row,
     and a uniform random training sample of about ``sample_rows`` rows.
 
-    Returns ``(scaler, X_sample (m, d) float32, n_rows)``. Only per-unit sums and the
-    sample come back to the driver; the corpus is never held whole.
+    Returns ``(scaler, X_sample (m, d) float32, n_rows, y_sample (m,) or None)``; the
+    sample's ground truth is read only with ``with_label`` (for reporting, never training).
+    Only per-unit sums and the sample come back to the driver; the corpus is never held whole.
     """
-    units, fraction = fs.units, min(1.0, sample_rows / max(fs.n_rows, 1))
-
-    def scan(batch):
-        results = [_scan_unit(units[int(i)], int(i), fraction, seed) for i in batch["id"]]
-        return {"index": batch["id"], "result": np.array([pickle.dumps(r) for r in results], dtype=object)}
-
-    ds = ray.data.range(len(units), override_num_blocks=len(units)).map_batches(scan, batch_size=1, num_cpus=TASK_CPUS)
-    by_unit = {int(row["index"]): pickle.loads(row["result"]) for row in ds.iter_rows()}
-    results = [by_unit[i] for i in sorted(by_unit)]
+    fraction = min(1.0, sample_rows / max(fs.n_rows, 1))
+    results = map_units(fs, lambda unit, index: _scan_unit(unit, index, fraction, seed, with_label))
     n_bad = sum(r["n_bad"] for r in results)
     if n_bad:
         first_bad = next(r["first_bad"] for r in results if r["first_bad"])
@@ -110,7 +246,8 @@ def scan_statistics(fs: FeatureSet, scaling: str, sample_rows: int, seed: int):
         merged = merge_moments(merged, r["moments"])
     scaler = FeatureScaler.from_moments(scaling, merged)
     X = np.concatenate([r["sample"] for r in results])
-    return scaler, X, merged.count
+    y = np.concatenate([r["sample_label"] for r in results]) if with_label else None
+    return scaler, X, merged.count, y
 
 
 def collect_rows(fs: FeatureSet, ids: set[str]) -> tuple[list[str], np.ndarray]:

@@ -5,12 +5,13 @@ loads the model once (on a GPU when the cluster has them), and for each unit it
 reads, labels, writes ``part-<unit>.parquet`` into a staging directory and returns
 the unit's partial metrics (:func:`ray_ncut.labeling.label_unit`). The driver only
 sees those partials. Then it validates the staged files (row count equals the
-input's, ids unique), writes ``metrics.json`` and the ``_SUCCESS`` marker, and
-publishes with a rename.
+input's, ids unique), writes ``metrics.json``, ``_SUCCESS`` and the ownership marker,
+and publishes with a rename (:mod:`ray_ncut.publish`: only a directory this job wrote
+is ever replaced).
 
 Layout while running, beside the output (same filesystem, so renames are atomic)::
 
-    PARENT/.LABELS.staging-<run>/   labels/part-000000.parquet ... metrics.json _SUCCESS
+    PARENT/.LABELS.staging-<run>/   labels/part-000000.parquet ... metrics.json _SUCCESS _RAY_NCUT.json
     PARENT/LABELS/                  the previous output, untouched until the swap
 
 The Parquet files sit in their own ``labels/`` folder so that it is a pure Parquet
@@ -21,10 +22,8 @@ the parts would break pyarrow's discovery).
 from __future__ import annotations
 
 import glob
-import json
 import os
 import pickle
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,13 +31,26 @@ from dataclasses import dataclass
 import numpy as np
 import ray
 
-from ..data.readers import ColumnSpec, DataError
+from ..data.readers import ColumnSpec, DataError, duplicate_hashes, hash_ids, repeated_values
 from ..labeling import ClusterLabeler, label_unit
 from ..metrics import clustering_scores, merge_contingency
 from ..model import load_model_dir
-from .dataset import TASK_CPUS, init_ray, open_feature_set
+from ..publish import (
+    Interrupted,
+    check_out,
+    clean_stale_siblings,
+    make_staging,
+    publish,
+    remove_ours,
+    seal,
+    sibling,
+    write_json_atomic,
+)
+from .dataset import TASK_CPUS, check_unique_ids, describe_columns, init_ray, open_feature_set
 
-__all__ = ["AssignOptions", "UnitLabelActor", "assign_run", "publish", "pool_resources"]
+__all__ = ["AssignOptions", "UnitLabelActor", "assign_run", "pool_resources"]
+
+KIND = "labels"  # the ownership marker's kind for a labels directory
 
 METRICS_FILE = "metrics.json"
 LABELS_SUBDIR = "labels"
@@ -95,27 +107,7 @@ def pool_resources(n_units: int, actors: int | None) -> tuple[int, dict]:
     return max(1, min(size, n_units)), per_actor
 
 
-# --------------------------------------------------------------------------- output paths
-
-
-def _sibling(out: str, tag: str) -> str:
-    """A hidden folder beside ``out`` (same filesystem, so renames between them are atomic)."""
-    parent, name = os.path.split(out)
-    return os.path.join(parent, f".{name}.{tag}")
-
-
-def _clean_stale_staging(out: str) -> None:
-    for stale in glob.glob(_sibling(out, "staging-*")) + glob.glob(_sibling(out, "old-*")):
-        shutil.rmtree(stale, ignore_errors=True)
-
-
-def check_out(out: str, overwrite: bool) -> str:
-    if "://" in out:
-        raise ValueError(f"--out must be a local or mounted path for now, got {out}")
-    out = os.path.abspath(out)
-    if os.path.exists(out) and not overwrite:
-        raise ValueError(f"--out {out} already exists; pass --overwrite to replace it once the new labels are complete")
-    return out
+# --------------------------------------------------------------------------- output checks
 
 
 def validate_staging(staging: str, expected_rows: int) -> int:
@@ -127,47 +119,15 @@ def validate_staging(staging: str, expected_rows: int) -> int:
     hashes, rows = [], 0
     for batch in dataset.to_batches(columns=["id"]):
         ids = batch.column(0).to_numpy(zero_copy_only=False)
-        hashes.append(_hash_ids(ids))
+        hashes.append(hash_ids(ids))
         rows += len(ids)
     if rows != expected_rows:
         raise RuntimeError(f"staged labels have {rows} rows, the input has {expected_rows}; not publishing")
-    h = np.sort(np.concatenate(hashes)) if hashes else np.zeros(0, np.uint64)
-    if (h[1:] == h[:-1]).any():  # a sort: numpy's hashing np.unique takes 8 s on 10M rows
-        dup = _exact_duplicates(dataset)
+    if duplicate_hashes(hashes):  # a real duplicate, or (rarely) a 64-bit hash collision: check exactly
+        dup = repeated_values(dataset.to_table(columns=["id"]).column(0).to_numpy(zero_copy_only=False))
         if dup:
             raise ValueError(f"ids are not unique: {len(dup)} repeated, e.g. {dup[0]!r}; not publishing")
     return rows
-
-
-def _hash_ids(ids: np.ndarray) -> np.ndarray:
-    import pandas as pd
-
-    return pd.util.hash_array(np.asarray(ids))  # (n,) uint64, 8 bytes a row whatever the id type
-
-
-def _exact_duplicates(dataset) -> list:
-    """Only reached on a 64-bit hash collision or a real duplicate: check exactly."""
-    ids = dataset.to_table(columns=["id"]).column(0).to_numpy(zero_copy_only=False)
-    values, counts = np.unique(ids, return_counts=True)
-    return values[counts > 1].tolist()
-
-
-def publish(staging: str, out: str) -> None:
-    """Swap the complete staging directory in as ``out``.
-
-    A fresh ``out`` is one atomic rename. An existing one is first renamed aside,
-    then the new one renamed in, then the old one deleted: a crash between the two
-    renames leaves both complete directories on disk, never a partial one.
-    """
-    if not os.path.exists(os.path.join(staging, SUCCESS_FILE)):
-        raise RuntimeError(f"{staging} is not complete; not publishing")
-    old = None
-    if os.path.exists(out):
-        old = _sibling(out, f"old-{uuid.uuid4().hex[:8]}")
-        os.rename(out, old)
-    os.rename(staging, out)
-    if old:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- the job
@@ -175,57 +135,68 @@ def publish(staging: str, out: str) -> None:
 
 def assign_run(opts: AssignOptions, progress=print) -> dict:
     """Label every row of ``opts.data`` with the model in ``opts.model``; returns metrics.json's content."""
-    from ..knn import knn_cut
-
     t_start = time.perf_counter()
+    out = check_out(opts.out, KIND, opts.overwrite, inputs=(opts.data, opts.model))
     head, model_config = load_model_dir(opts.model)
     fs = open_feature_set(opts.data, opts.columns)
     if fs.n_features != head.config.input_dim:
         raise ValueError(f"{opts.data} has {fs.n_features} features, but the model expects {head.config.input_dim}")
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
-    out = check_out(opts.out, opts.overwrite)
+    progress(describe_columns(fs))
     init_ray()
+    check_unique_ids(fs)  # before any labelling work: a cheap pass over the id column only
     t_ready = time.perf_counter()
 
-    run = uuid.uuid4().hex[:8]
-    _clean_stale_staging(out)
-    staging = _sibling(out, f"staging-{run}")
+    clean_stale_siblings(out, KIND)
+    staging = make_staging(sibling(out, f"staging-{uuid.uuid4().hex[:8]}"), KIND)
     os.makedirs(os.path.join(staging, LABELS_SUBDIR))
     try:
-        result = _label_all(opts, fs, head.config.n_clusters, staging, with_label, progress)
-        t_labelled = time.perf_counter()
-        rows = validate_staging(staging, fs.n_rows)
-        t_validated = time.perf_counter()
-        k = head.config.n_clusters
-        cut = knn_cut(result["sample_Z"], result["sample_cluster"], k, opts.ncut_neighbors)
-        t_cut = time.perf_counter()
-        metrics = {
-            "rows": rows,
-            "cluster_sizes": result["sizes"].tolist(),
-            "normalized_cut": {
-                "ncut": cut["ncut"], "rcut": cut["rcut"], **cut["graph"],
-                "sample": "all rows" if cut["graph"]["rows"] == rows else f"uniform sample of {cut['graph']['rows']} rows",
-            },
-            "data": {"uri": opts.data, "features": fs.n_features, "read_units": len(fs.units)},
-            "model": {"path": os.path.abspath(opts.model), "k": k, "loss": model_config.get("train", {}).get("loss"),
-                      "trained_on": model_config.get("data", {}).get("uri")},
-            "labelled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "seconds": round(time.perf_counter() - t_start, 3),
-            "label_seconds": round(result["seconds"], 3),
-            "stage_seconds": {"start": round(t_ready - t_start, 3), "label": round(t_labelled - t_ready, 3),
-                              "validate": round(t_validated - t_labelled, 3), "ncut": round(t_cut - t_validated, 3)},
-            "rows_per_second": round(rows / result["seconds"], 1),
-            "steady_rows_per_second": round(result["steady_rows_per_second"], 1),
-            "out": out,
-        }
-        if with_label:
-            metrics["ground_truth"] = {"column": opts.columns.label_column, **clustering_scores(result["contingency"])}
-        with open(os.path.join(staging, METRICS_FILE), "w") as f:
-            json.dump(metrics, f, indent=2)
+        metrics = _label_and_measure(opts, fs, head.config.n_clusters, model_config, staging, with_label, out,
+                                     t_start, t_ready, progress)
+        write_json_atomic(os.path.join(staging, METRICS_FILE), metrics)
         open(os.path.join(staging, SUCCESS_FILE), "w").close()
-        publish(staging, out)
+        seal(staging, KIND)
+        publish(staging, out, KIND)
+    except KeyboardInterrupt:
+        kept = f"the previous labels at {out} are unchanged" if os.path.isdir(out) else f"nothing was written at {out}"
+        raise Interrupted(f"interrupted while labelling; nothing was published and {kept}; "
+                          "re-run the same command to label again") from None
     finally:
-        shutil.rmtree(staging, ignore_errors=True)  # gone already when published
+        remove_ours(staging, KIND)  # gone already when published
+    return metrics
+
+
+def _label_and_measure(opts, fs, k, model_config, staging, with_label, out, t_start, t_ready, progress) -> dict:
+    """Label every unit into ``staging``, check what was written, and return metrics.json's content."""
+    from ..knn import knn_cut
+
+    result = _label_all(opts, fs, k, staging, with_label, progress)
+    t_labelled = time.perf_counter()
+    rows = validate_staging(staging, fs.n_rows)
+    t_validated = time.perf_counter()
+    cut = knn_cut(result["sample_Z"], result["sample_cluster"], k, opts.ncut_neighbors)
+    t_cut = time.perf_counter()
+    metrics = {
+        "rows": rows,
+        "cluster_sizes": result["sizes"].tolist(),
+        "normalized_cut": {
+            "ncut": cut["ncut"], "rcut": cut["rcut"], **cut["graph"],
+            "sample": "all rows" if cut["graph"]["rows"] == rows else f"uniform sample of {cut['graph']['rows']} rows",
+        },
+        "data": {"uri": opts.data, "features": fs.n_features, "read_units": len(fs.units)},
+        "model": {"path": os.path.abspath(opts.model), "k": k, "loss": model_config.get("train", {}).get("loss"),
+                  "trained_on": model_config.get("data", {}).get("uri")},
+        "labelled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(time.perf_counter() - t_start, 3),
+        "label_seconds": round(result["seconds"], 3),
+        "stage_seconds": {"start": round(t_ready - t_start, 3), "label": round(t_labelled - t_ready, 3),
+                          "validate": round(t_validated - t_labelled, 3), "ncut": round(t_cut - t_validated, 3)},
+        "rows_per_second": round(rows / result["seconds"], 1),
+        "steady_rows_per_second": round(result["steady_rows_per_second"], 1),
+        "out": out,
+    }
+    if with_label:
+        metrics["ground_truth"] = {"column": opts.columns.label_column, **clustering_scores(result["contingency"])}
     return metrics
 
 

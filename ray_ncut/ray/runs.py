@@ -5,16 +5,21 @@ Run directory (``--out``)::
     RUN_DIR/
       model.pt, config.json   the model, in the format NeuralCut.load reads
       curve.csv               loss terms per step (step, loss, cut, orth)
-      summary.json            written last: data, rows, steps, time, final loss, workers, devices
-      ray_train/              Ray Train's checkpoints (what --resume continues from)
+      summary.json            data, rows, steps, time, final loss, workers, devices
+      ray_train/              Ray Train's checkpoints
+      _RAY_NCUT.json          the ownership marker (:mod:`ray_ncut.publish`)
+
+The run works in a staging folder beside it, ``.RUN_DIR.training/``, and publishes
+like labelling does: the previous model stays intact and loadable until the new one
+is complete and validated, then the two are swapped. An interrupted run keeps its
+staging folder; ``--resume`` continues it from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import glob
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -25,10 +30,24 @@ import torch
 from ..config import GraphConfig, TrainConfig
 from ..constraints import read_constraints
 from ..data.readers import ColumnSpec
-from ..model import CutHead, HeadConfig, save_model_dir
+from ..metrics import accuracy, ari, nmi
+from ..model import CutHead, HeadConfig, load_model_dir, save_model_dir
 from ..prepare import prepare_training
+from ..publish import (
+    Interrupted,
+    OutputError,
+    check_out,
+    clean_stale_siblings,
+    is_marked,
+    make_staging,
+    publish,
+    remove_ours,
+    seal,
+    sibling,
+    write_json_atomic,
+)
 from ..siamese import SiameseConfig
-from .dataset import collect_rows, init_ray, open_feature_set, scan_statistics
+from .dataset import collect_rows, describe_columns, init_ray, open_feature_set, scan_statistics
 from .train import TrainJob, default_workers, run_training
 
 __all__ = ["TrainOptions", "train_run", "default_sample_rows"]
@@ -36,6 +55,7 @@ __all__ = ["TrainOptions", "train_run", "default_sample_rows"]
 SUMMARY_FILE = "summary.json"
 CURVE_FILE = "curve.csv"
 RAY_DIR = "ray_train"
+KIND = "model"  # the ownership marker's kind for a model directory
 
 
 def default_sample_rows(n_rows: int) -> int:
@@ -68,38 +88,66 @@ class TrainOptions:
     test_hooks: dict = field(default_factory=dict)
 
 
-def _check_out(opts: TrainOptions) -> str:
-    """Validate --out against --resume/--overwrite without touching it."""
-    if "://" in opts.out:
-        raise ValueError(f"--out must be a local or mounted path for now, got {opts.out}")
-    out = os.path.abspath(opts.out)
+def _plan_out(opts: TrainOptions, progress) -> tuple[str, str]:
+    """Validate ``--out`` against ``--resume``/``--overwrite`` without changing anything;
+    returns ``(out, staging)``, both absolute."""
+    inputs = (opts.data, opts.constraints)
+    out = check_out(opts.out, KIND, overwrite=True, inputs=inputs)  # the path is safe and any output there ours
+    staging = sibling(out, "training")
+    interrupted = os.path.lexists(staging)
+    if interrupted and not is_marked(staging, KIND):
+        raise OutputError(f"{staging} exists and was not written by ray_ncut; move it to train into {out}")
+    if opts.resume and not interrupted:
+        done = " (the model there is complete; pass --overwrite to train a new one)" if os.path.isdir(out) else ""
+        raise OutputError(f"--resume: no interrupted run of {out} to continue: {staging} is missing{done}")
+    if interrupted and not opts.resume and not opts.overwrite:
+        raise OutputError(f"an interrupted run of {out} is kept at {staging}: pass --resume to continue it, "
+                          "or --overwrite to discard it and start over")
+    if not (opts.overwrite or opts.resume):
+        check_out(opts.out, KIND, overwrite=False, inputs=inputs)  # refuses an existing model
+    return out, staging
+
+
+def _open_staging(opts: TrainOptions, staging: str, progress) -> None:
+    """Called once the input has been read and validated: only then is anything written."""
     if opts.resume:
-        if not os.path.isdir(os.path.join(out, RAY_DIR)):
-            raise ValueError(f"--resume: no previous run to continue at {out} ({RAY_DIR}/ missing)")
-    elif os.path.exists(out) and os.listdir(out) and not opts.overwrite:
-        raise ValueError(f"--out {out} already exists; pass --resume to continue it or --overwrite to replace it")
-    return out
+        return
+    if remove_ours(staging, KIND):
+        progress(f"[ray_ncut] --overwrite: discarded the interrupted run at {staging}")
+    make_staging(staging, KIND)
 
 
-def _prepare_out(opts: TrainOptions, out: str) -> None:
-    """Called once the input has been read and validated: only then is --out changed."""
-    if not opts.resume and os.path.exists(out):
-        shutil.rmtree(out)
-    os.makedirs(out, exist_ok=True)
+def _interrupted(stage: str, out: str, staging: str) -> Interrupted:
+    kept = f"the previous model at {out} is unchanged" if os.path.isdir(out) else f"nothing was published at {out}"
+    if glob.glob(os.path.join(staging, RAY_DIR, "*", "checkpoint_manager_snapshot.json")):  # Ray Train's record
+        how = f"its checkpoints are kept at {staging}: re-run the same command with --resume to continue"
+    elif os.path.isdir(staging):
+        how = f"no checkpoint was written yet; re-run the same command with --resume to start it again in {staging}"
+    else:
+        how = "re-run the same command to start again"
+    return Interrupted(f"interrupted while {stage}; {kept}; {how}")
 
+
+def _check_model(staging: str, X_scaled: np.ndarray) -> None:
+    """Read the staged model back and label a few rows before it is published."""
+    head, _ = load_model_dir(staging)
+    proba = head.predict_proba(torch.from_numpy(np.ascontiguousarray(X_scaled[:256], dtype=np.float32)))
+    if not torch.isfinite(proba).all():
+        raise RuntimeError(f"the trained model at {staging} gives non-finite outputs; not publishing")
+
+
+def _sample_quality(head: CutHead, X_scaled: np.ndarray, y: np.ndarray | None) -> dict | None:
+    """ACC/NMI/ARI of the trained head on the training sample, where ground truth was read."""
+    if y is None:
+        return None
+    pred = head.predict_proba(torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32))).argmax(1).numpy()
+    return {"rows": len(y), "acc": accuracy(y, pred), "nmi": nmi(y, pred), "ari": ari(y, pred)}
 
 
 def _gpus_per_worker(opts: TrainOptions) -> float:
     if opts.gpus_per_worker is not None:
         return opts.gpus_per_worker
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= opts.workers else 0.0
-
-
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def _write_curve(path: str, curve: list[dict]) -> None:
@@ -122,24 +170,39 @@ def _gather_constraints(fs, pairs, scaler, progress) -> dict | None:
 
 
 def train_run(opts: TrainOptions, progress=print) -> dict:
-    """Run the training job; returns the summary written to ``summary.json``."""
+    """Run the training job; returns the summary written to ``summary.json``.
+
+    Raises ``ValueError`` (one line) on bad input before anything is written, and
+    :class:`ray_ncut.publish.Interrupted` on Ctrl-C, saying what was kept.
+    """
     t_start = time.perf_counter()
     if opts.n_clusters < 2:
         raise ValueError(f"--k={opts.n_clusters} should be >= 2")
     if opts.workers is not None and opts.workers < 1:
         raise ValueError(f"--workers={opts.workers} should be >= 1")
+    out, staging = _plan_out(opts, progress)
     fs = open_feature_set(opts.data, opts.columns)  # fails fast on paths and columns
     if fs.n_rows < opts.n_clusters:
         raise ValueError(f"{opts.data} has n_rows={fs.n_rows}, fewer than k={opts.n_clusters}")
-    out = _check_out(opts)
     pairs = read_constraints(opts.constraints) if opts.constraints else None
+    progress(describe_columns(fs))
+    stage = {"now": "starting Ray"}
+    try:
+        return _train(opts, fs, pairs, out, staging, stage, t_start, progress)
+    except KeyboardInterrupt:
+        raise _interrupted(stage["now"], out, staging) from None
+
+
+def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
     init_ray()
     if opts.workers is None:
         opts = replace(opts, workers=default_workers())
 
+    stage["now"] = "scanning the data"
     sample_rows = opts.sample or default_sample_rows(fs.n_rows)
     progress(f"[ray_ncut] scanning {opts.data}: {fs.n_rows} rows x {fs.n_features} features in {len(fs.units)} read units")
-    scaler, X, n_rows = scan_statistics(fs, opts.scaling, sample_rows, opts.seed)
+    with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
+    scaler, X, n_rows, y_sample = scan_statistics(fs, opts.scaling, sample_rows, opts.seed, with_label)
     if len(X) < opts.n_clusters:
         raise ValueError(f"training sample has {len(X)} rows, fewer than k={opts.n_clusters}; raise --sample")
     X_scaled = scaler.transform(X)
@@ -147,7 +210,9 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     progress(f"[ray_ncut] scaling {scaler.mode}; training sample {len(X_scaled)} rows ({t_scan:.1f}s)")
     constraints = _gather_constraints(fs, pairs, scaler, progress)
 
-    _prepare_out(opts, out)
+    stage["now"] = "preparing the training"
+    _open_staging(opts, staging, progress)
+    clean_stale_siblings(out, KIND, patterns=("old-*",))
     head_config = HeadConfig(fs.n_features, opts.n_clusters, tuple(opts.hidden))
     gamma = opts.train.gamma if opts.gamma is None else opts.gamma
     t_prep = time.perf_counter()
@@ -161,14 +226,16 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     Z = None if prep.Z is None else prep.Z.numpy()
     gpus = _gpus_per_worker(opts)
     job = TrainJob(head_config, opts.graph, prep.train, opts.seed, opts.workers, gpus,
-                   opts.checkpoint_every, os.path.join(out, RAY_DIR), max_failures=opts.max_failures)
+                   opts.checkpoint_every, os.path.join(staging, RAY_DIR), max_failures=opts.max_failures)
     progress(f"[ray_ncut] training {opts.train.loss} with {opts.workers} worker(s), "
              f"{'GPU' if gpus else 'CPU'}, {opts.train.steps} steps of batch {opts.train.batch_size}")
+    stage["now"] = "training"
     t_train = time.perf_counter()
     state = run_training(job, X_scaled, init_state, opts.test_hooks, Z=Z, constraints=constraints)
     curve = state["curve"]
     train_seconds = time.perf_counter() - t_train
 
+    stage["now"] = "publishing the model"
     head = CutHead(head_config)
     head.load_state_dict(state["model"])
     config = {
@@ -187,8 +254,8 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
                                                     "must_link": int(pairs.must.sum())},
         "data": {"uri": opts.data, "columns": asdict(opts.columns), "rows": n_rows, "sample_rows": len(X_scaled)},
     }
-    save_model_dir(out, head, config)
-    _write_curve(os.path.join(out, CURVE_FILE), curve)
+    save_model_dir(staging, head, config)
+    _write_curve(os.path.join(staging, CURVE_FILE), curve)
     summary = {
         "data": opts.data, "rows": n_rows, "sample_rows": len(X_scaled), "features": fs.n_features,
         "k": opts.n_clusters, "loss": opts.train.loss, "steps": opts.train.steps, "gamma": prep.train.gamma,
@@ -197,7 +264,11 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
         "workers": opts.workers, "devices": "gpu" if gpus else "cpu", "gpus_per_worker": gpus,
         "scan_seconds": round(t_scan, 3), "train_seconds": round(train_seconds, 3),
         "loop_seconds": round(state["loop_seconds"], 3),
+        "sample_quality": _sample_quality(head, X_scaled, y_sample),
         "total_seconds": round(time.perf_counter() - t_start, 3), "out": out,
     }
-    _write_json(os.path.join(out, SUMMARY_FILE), summary)
+    write_json_atomic(os.path.join(staging, SUMMARY_FILE), summary)
+    _check_model(staging, X_scaled)
+    seal(staging, KIND)
+    publish(staging, out, KIND)
     return summary

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -216,5 +217,30 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hoo
             checkpoint_config=CheckpointConfig(num_to_keep=2),
         ),
     )
-    result = trainer.fit()
+    result = _fit_off_the_main_thread(trainer)
     return load_state(result.checkpoint)
+
+
+def _fit_off_the_main_thread(trainer: TorchTrainer):
+    """``trainer.fit()`` in a helper thread, so that Ctrl-C reaches the job.
+
+    On the main thread, Ray Train 2.60 installs its own SIGINT handler, which aborts the
+    run and exits the process (status 0 or 1) without a word about what was kept. Off
+    it, Ray installs none: Ctrl-C raises KeyboardInterrupt here, the job says what it
+    kept, and disconnecting from Ray ends the run (its controller is owned by this driver).
+    """
+    box: dict = {}
+
+    def fit():
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread as it is
+            box["error"] = e
+
+    thread = threading.Thread(target=fit, name="ray_ncut-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

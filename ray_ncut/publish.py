@@ -1,0 +1,274 @@
+"""Outputs a job owns: ownership markers, output-path checks, staging and atomic publish. No Ray.
+
+The rule this module enforces: **a job deletes or replaces only what it wrote itself.**
+
+Every output directory a job creates (a model directory, a labels directory) and every
+staging directory it works in carries a marker file, :data:`MARKER_FILE`, a small JSON
+document naming its kind and listing every file the job wrote (paths relative to the
+directory). ``--overwrite`` may then replace a directory only if
+
+- it carries the marker, of the same kind, and
+- every file in it is listed in the marker (nothing of unknown origin was added).
+
+Anything else is refused with one line naming the path and what is in it. Some paths are
+refused whatever the flags: ``/``, the home directory, the working directory, the inputs,
+and any parent of these (and any path inside an input directory, which the next read of
+that input would pick up).
+
+Publishing (:func:`publish`) swaps a complete, sealed staging directory in with renames
+inside one parent directory: a fresh output is one atomic rename; an existing one is
+renamed aside, the new one renamed in, then the old one deleted. A crash at any point
+leaves a complete output (old or new) on disk, never a partial one.
+
+Layout beside an output ``PARENT/NAME``::
+
+    PARENT/NAME/                  the published output (marker inside)
+    PARENT/.NAME.staging-<run>/   a labelling run in progress (removed when it fails)
+    PARENT/.NAME.training/        a training run in progress (kept when interrupted: --resume)
+    PARENT/.NAME.old-<run>/       the previous output, for the instant of the swap
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import time
+import uuid
+
+__all__ = [
+    "MARKER_FILE", "OutputError", "Interrupted", "sibling", "check_out", "make_staging", "seal", "is_ours",
+    "publish", "remove_ours", "clean_stale_siblings", "write_json_atomic", "is_complete", "is_marked", "local_input_path",
+]
+
+MARKER_FILE = "_RAY_NCUT.json"
+WRITER = "ray_ncut"
+
+
+class OutputError(ValueError):
+    """An output path that a job must not write to, or not replace."""
+
+
+class Interrupted(Exception):
+    """A job stopped by Ctrl-C; the message says what was kept and how to go on."""
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def sibling(out: str, tag: str) -> str:
+    """A hidden folder beside ``out`` (same filesystem, so renames between them are atomic)."""
+    parent, name = os.path.split(os.path.abspath(out))
+    return os.path.join(parent, f".{name}.{tag}")
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename."""
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=_json_default)
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def _files_under(path: str) -> list[str]:
+    """Every file and symlink below ``path``, relative to it, sorted."""
+    found = []
+    for root, dirs, files in os.walk(path):
+        rel = os.path.relpath(root, path)
+        # a symlinked directory is listed as an entry, never followed
+        entries = files + [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        found += [os.path.normpath(os.path.join(rel, name)) for name in entries]
+    return sorted(found)
+
+
+def _read_marker(path: str) -> dict | None:
+    try:
+        with open(os.path.join(path, MARKER_FILE)) as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("written_by") == WRITER else None
+
+
+def _preview(names: list[str], most: int = 3) -> str:
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+# --------------------------------------------------------------------------- ownership
+
+
+def foreign_files(path: str, kind: str) -> list[str] | None:
+    """Files in ``path`` that the job did not write, or ``None`` when ``path`` carries no
+    marker of this ``kind`` (then none of it is the job's)."""
+    marker = _read_marker(path)
+    if marker is None or marker.get("kind") != kind:
+        return None
+    ours = set(marker.get("files", [])) | {MARKER_FILE}
+    return [f for f in _files_under(path) if f not in ours]
+
+
+def is_marked(path: str, kind: str) -> bool:
+    """``path`` carries this kind's marker (a staging folder still filling up does)."""
+    marker = _read_marker(path)
+    return marker is not None and marker.get("kind") == kind
+
+
+def is_ours(path: str, kind: str) -> bool:
+    """``path`` carries this kind's marker and holds nothing but the files it lists."""
+    return foreign_files(path, kind) == []
+
+
+def _describe_foreign(path: str, kind: str) -> str:
+    foreign = foreign_files(path, kind)
+    if foreign is None:
+        marker = _read_marker(path)
+        entries = sorted(os.listdir(path))
+        if marker is not None:
+            return f"it holds a ray_ncut {marker.get('kind')} output, not a {kind} output"
+        return f"it holds {len(entries)} {'entry' if len(entries) == 1 else 'entries'} not written by ray_ncut ({_preview(entries)})"
+    return f"it also holds {len(foreign)} {'file' if len(foreign) == 1 else 'files'} ray_ncut did not write ({_preview(foreign)})"
+
+
+def _resolve(path: str) -> str:
+    return os.path.realpath(os.path.expanduser(path))
+
+
+def _is_same_or_parent(parent: str, child: str) -> bool:
+    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
+
+
+def local_input_path(uri: str | None) -> str | None:
+    """The local file or folder an input URI names (``None`` for built-ins and URIs)."""
+    if not uri or uri.startswith("builtin:") or "://" in uri:
+        return None
+    if any(ch in uri for ch in "*?["):  # a glob: the folder before its first wildcard
+        uri = os.path.dirname(uri[: min(uri.index(ch) for ch in "*?[" if ch in uri)]) or "."
+    return uri
+
+
+def check_out(out: str, kind: str, overwrite: bool, inputs: tuple = ()) -> str:
+    """Validate an output path before any work; returns it absolute. Changes nothing.
+
+    Refused whatever the flags: ``/``, the home directory, the working directory, an
+    input, any parent of these, and any path inside an input folder. An existing
+    non-empty ``out`` is refused without ``overwrite``, and with it unless it is a
+    ray_ncut output of this ``kind`` holding only files the job wrote.
+    """
+    if "://" in out:
+        raise OutputError(f"--out must be a local or mounted path for now, got {out}")
+    target = _resolve(out)
+    protected = {"/": "the root directory", _resolve("~"): "your home directory",
+                 _resolve(os.getcwd()): "the working directory"}
+    for path, what in protected.items():
+        if _is_same_or_parent(target, path):
+            raise OutputError(f"--out {target} is {'' if target == path else 'a parent of '}{what}; "
+                              "choose a new folder for the output")
+    for uri in inputs:
+        path = local_input_path(uri)
+        if path is None:
+            continue
+        path = _resolve(path)
+        if _is_same_or_parent(target, path):
+            raise OutputError(f"--out {target} is {'the input' if target == path else 'a parent of the input'} "
+                              f"{path}; choose a new folder for the output")
+        if os.path.isdir(path) and _is_same_or_parent(path, target):
+            raise OutputError(f"--out {target} is inside the input folder {path}, whose next read would "
+                              "pick up the output; choose a folder outside it")
+    if os.path.lexists(target):
+        if not os.path.isdir(target) or os.path.islink(target):
+            raise OutputError(f"--out {target} exists and is not a folder; choose a new folder for the output")
+        if os.listdir(target):
+            if not is_ours(target, kind):
+                raise OutputError(f"--out {target} is not replaceable: {_describe_foreign(target, kind)}; "
+                                  "choose a new folder (nothing was changed)")
+            if not overwrite:
+                raise OutputError(f"--out {target} already exists; pass --overwrite to replace it "
+                                  "once the new output is complete")
+    return target
+
+
+# --------------------------------------------------------------------------- staging and publish
+
+
+def make_staging(path: str, kind: str) -> str:
+    """Create a staging folder carrying an (empty) marker, so that it is known to be ours."""
+    os.makedirs(path)
+    _write_marker(path, kind, files=[], complete=False)
+    return path
+
+
+def _write_marker(path: str, kind: str, files: list[str], complete: bool) -> None:
+    from . import __version__
+
+    write_json_atomic(os.path.join(path, MARKER_FILE), {
+        "written_by": WRITER, "kind": kind, "version": __version__, "complete": complete,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files,
+    })
+
+
+def seal(staging: str, kind: str) -> None:
+    """Mark a staging folder complete: its marker now lists every file in it."""
+    files = [f for f in _files_under(staging) if f != MARKER_FILE]
+    _write_marker(staging, kind, files, complete=True)
+
+
+def is_complete(path: str, kind: str) -> bool:
+    marker = _read_marker(path)
+    return bool(marker and marker.get("kind") == kind and marker.get("complete"))
+
+
+def remove_ours(path: str, kind: str) -> bool:
+    """Delete ``path`` if it carries this kind's marker; returns whether it did."""
+    if not is_marked(path, kind):
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return True
+
+
+def publish(staging: str, out: str, kind: str) -> None:
+    """Swap the sealed ``staging`` folder in as ``out``.
+
+    ``out`` is checked once more just before the swap (a file a user put there while the
+    job ran is never deleted): it must be absent, empty, or a ray_ncut ``kind`` output
+    holding only its own files.
+    """
+    if not is_complete(staging, kind):
+        raise RuntimeError(f"{staging} is not a complete {kind} output; not publishing")
+    old = None
+    if os.path.isdir(out) and os.listdir(out):
+        if not is_ours(out, kind):
+            raise OutputError(f"--out {out} changed while the job ran: {_describe_foreign(out, kind)}; "
+                              f"the new output is kept at {staging}")
+        old = sibling(out, f"old-{uuid.uuid4().hex[:8]}")
+        os.rename(out, old)
+    elif os.path.isdir(out):
+        os.rmdir(out)  # an empty folder: renaming onto it would work too, but say what we mean
+    os.rename(staging, out)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def clean_stale_siblings(out: str, kind: str, patterns: tuple = ("staging-*", "old-*")) -> list[str]:
+    """Remove leftovers of dead runs beside ``out`` that carry our marker; returns them.
+
+    A run that died between the two renames of :func:`publish` left no ``out`` and the
+    previous output at ``.NAME.old-*``: that one is first renamed back into place.
+    """
+    if not os.path.lexists(out):
+        olds = [p for p in glob.glob(sibling(out, "old-*")) if is_complete(p, kind)]
+        if olds:
+            os.rename(max(olds, key=os.path.getmtime), out)
+    removed = []
+    for pattern in patterns:
+        for stale in glob.glob(sibling(out, pattern)):
+            if remove_ours(stale, kind):
+                removed.append(stale)
+    return removed

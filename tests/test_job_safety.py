@@ -1,0 +1,355 @@
+"""The jobs never destroy what is not theirs, and end cleanly: refusals, interrupted
+overwrites (SIGINT and SIGKILL from outside), label-like columns, `ray job submit` with
+token authentication, several Ray clusters on one machine."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sklearn.datasets import make_blobs
+
+from ray_ncut import NeuralCut
+from ray_ncut.metrics import accuracy
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["--steps", "60", "--batch-size", "300", "--hidden", "32,32", "--checkpoint-every", "30"]
+# long enough to be interrupted after its first checkpoint, short enough to resume quickly
+LONG = ["--steps", "1500", "--batch-size", "300", "--hidden", "32,32", "--checkpoint-every", "100"]
+
+
+def job(name, args, env=None, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, str(ROOT / "jobs" / name), *args], capture_output=True, text=True,
+                          env=env, cwd=cwd, timeout=timeout)
+
+
+def error_lines(done):
+    return [line for line in done.stderr.splitlines() if line.startswith(("error:", "interrupted"))]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    """3 blobs in columns f1, f2 with ground truth in a column called ``label``."""
+    X, y = make_blobs(3000, n_features=2, centers=3, cluster_std=0.6, random_state=0)
+    d = tmp_path_factory.mktemp("table")
+    pq.write_table(pa.table({"f1": X[:, 0], "f2": X[:, 1], "label": y}), d / "data.parquet", row_group_size=500)
+    return d / "data.parquet", X.astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def trained(ray_cluster, table, tmp_path_factory):
+    """A model directory written by jobs/train.py on the session cluster."""
+    data, _, _ = table
+    out = tmp_path_factory.mktemp("trained") / "model"
+    done = job("train.py", ["--data", str(data), "--k", "3", "--out", str(out), *SMALL])
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+# --------------------------------------------------------------------------- refusals, before any work
+
+
+@pytest.mark.parametrize("k", ["0", "1", "-3"])
+def test_k_below_two_is_one_line_exit_2(table, tmp_path, k):
+    done = job("train.py", ["--data", str(table[0]), "--k", k, "--out", str(tmp_path / "m")])
+    assert done.returncode == 2 and done.stderr.strip() == f"error: --k={k} should be >= 2 (the number of clusters)"
+    assert not (tmp_path / "m").exists()
+
+
+def test_k_missing_on_user_data_is_one_line(table, tmp_path):
+    done = job("train.py", ["--data", str(table[0]), "--out", str(tmp_path / "m")])
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: --k is required for --data {table[0]}: the number of clusters, e.g. --k 10"
+
+
+@pytest.mark.parametrize("out, message", [
+    (".", "is the working directory"),
+    ("~", "is your home directory"),
+    ("..", "is a parent of the working directory"),
+    ("INPUT", "is the input"),
+])
+def test_out_equal_to_a_protected_path_is_refused(table, tmp_path, out, message):
+    data = table[0]
+    before = sorted(os.listdir(data.parent))
+    out = str(data) if out == "INPUT" else out
+    for name, extra in (("train.py", ["--k", "3"]), ("assign.py", ["--model", str(tmp_path / "no-model")])):
+        args = ["--data", str(data), "--out", out, "--overwrite", *extra]
+        done = job(name, args, cwd=data.parent)
+        assert done.returncode == 2 and len(error_lines(done)) == 1 and message in error_lines(done)[0], done.stderr
+    assert sorted(os.listdir(data.parent)) == before
+
+
+@pytest.mark.ray
+def test_overwrite_into_a_folder_holding_a_users_file_is_refused_for_both_jobs(table, trained, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("years of work")
+    for name, extra in (("train.py", ["--k", "3", *SMALL]), ("assign.py", ["--model", str(trained)])):
+        done = job(name, ["--data", str(table[0]), "--out", str(out), "--overwrite", *extra])
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert error_lines(done) == [f"error: --out {out} is not replaceable: it holds 1 entry not written by "
+                                     f"ray_ncut (thesis.tex); choose a new folder (nothing was changed)"]
+    assert os.listdir(out) == ["thesis.tex"] and (out / "thesis.tex").read_text() == "years of work"
+
+
+def test_a_csv_file_is_named_with_the_formats_that_are_read(tmp_path):
+    csv = tmp_path / "points.csv"
+    csv.write_text("a,b\n1,2\n")
+    done = job("train.py", ["--data", str(csv), "--k", "2", "--out", str(tmp_path / "m")])
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: {csv} is not a Parquet file; ray_ncut reads Parquet files (a file, a folder "
+                                   "of them, or a glob), a .npy array, or builtin:NAME")
+
+
+def test_a_non_numeric_feature_column_is_named(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"x": [1.0, 2.0, 3.0], "name": ["a", "b", "c"]}), path)
+    done = job("train.py", ["--data", str(path), "--feature-columns", "x,name", "--k", "2", "--out", str(tmp_path / "m")])
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: feature column 'name' in {path} has type string, not a number"
+
+
+@pytest.mark.ray
+def test_duplicate_ids_are_found_before_any_labelling(trained, table, tmp_path):
+    _, X, _ = table
+    path = tmp_path / "dup.parquet"
+    ids = np.arange(len(X))
+    ids[2500] = 7  # one repeat, far from the first
+    pq.write_table(pa.table({"id": ids, "f1": X[:, 0], "f2": X[:, 1]}), path, row_group_size=500)
+    done = job("assign.py", ["--model", str(trained), "--data", str(path), "--out", str(tmp_path / "labels")])
+    assert done.returncode == 2
+    assert error_lines(done) == [f"error: {path}: ids in column 'id' are not unique: 1 repeated, e.g. 7; "
+                                 "labels could not be joined back to rows"]
+    assert "labelling" not in done.stdout  # found before the labelling stage started
+    assert not list(tmp_path.glob("*labels*"))
+
+
+# --------------------------------------------------------------------------- feature choice
+
+
+@pytest.mark.ray
+def test_a_label_column_is_never_a_feature_and_quality_is_reported_on_the_sample(ray_cluster, table, tmp_path):
+    data, X, y = table
+    out = tmp_path / "m"
+    done = job("train.py", ["--data", str(data), "--k", "3", "--label-column", "label", "--out", str(out), *SMALL])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "features: 2 columns (f1, f2); ids: derived from file and row; ground truth: column 'label'" in done.stdout
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["features"] == 2 and summary["sample_quality"]["rows"] == 3000
+    model = NeuralCut.load(out)
+    assert model.n_features_in_ == 2
+    assert summary["sample_quality"]["acc"] == pytest.approx(accuracy(y, model.predict(X)), abs=1e-9)
+    # the same without naming it, with paths relative to the data's folder: "label" is still left out,
+    # and the model records where its data is, so it labels from any other folder
+    quiet = job("train.py", ["--data", data.name, "--k", "3", "--out", str(tmp_path / "m2"), *SMALL], cwd=data.parent)
+    assert quiet.returncode == 0 and "features: 2 columns (f1, f2)" in quiet.stdout
+    assert json.loads((tmp_path / "m2" / "summary.json").read_text())["sample_quality"] is None
+    assert json.loads((tmp_path / "m2" / "config.json").read_text())["data"]["uri"] == str(data)
+    labelled = job("assign.py", ["--model", "m2", "--out", "labels"], cwd=tmp_path)
+    assert labelled.returncode == 0, labelled.stderr[-2000:]
+    assert json.loads((tmp_path / "labels" / "metrics.json").read_text())["rows"] == len(X)
+
+
+# --------------------------------------------------------------------------- interrupted from outside
+
+
+def start_job(name, args, cwd=None):
+    """A job in its own process group, as a terminal runs it (Ctrl-C reaches the whole group),
+    on the session cluster."""
+    return subprocess.Popen([sys.executable, str(ROOT / "jobs" / name), *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(predicate, proc, timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def ray_workers():
+    """pid -> name of the cluster's worker processes that run something (idle ones are pooled)."""
+    found = {}
+    for p in psutil.process_iter(["name"]):
+        name = p.info["name"] or ""
+        if name.startswith("ray::") and name != "ray::IDLE":
+            found[p.pid] = name
+    return found
+
+
+def interrupt(proc, sig, workers_before):
+    """Send ``sig`` to the job's process group; returns (stderr, the processes the job started):
+    its own tree and the cluster workers that appeared for it (its actors, its train workers)."""
+    started = [psutil.Process(pid) for pid in set(ray_workers()) - set(workers_before)]
+    started += [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    assert any(p.name().startswith("ray::") for p in started)
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)
+    return err, started
+
+
+def survivors(started, grace=30):
+    deadline = time.time() + grace
+    while time.time() < deadline:
+        alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return []
+        time.sleep(0.5)
+    return [p.name() for p in alive]
+
+
+def model_bytes(path):
+    return {f: (path / f).read_bytes() for f in ("model.pt", "config.json")}
+
+
+@pytest.mark.ray
+def test_sigint_during_training_keeps_the_previous_model_says_how_to_resume_and_resume_works(
+        table, trained, tmp_path):
+    out = tmp_path / "model"
+    subprocess.run(["cp", "-r", str(trained), str(out)], check=True)
+    before = model_bytes(out)
+    before_workers = ray_workers()
+    proc = start_job("train.py", ["--data", str(table[0]), "--k", "3", "--out", str(out), "--overwrite", *LONG])
+    staging = tmp_path / ".model.training"
+    wait_for(lambda: list(staging.glob("ray_train/train/checkpoint_manager_snapshot.json")), proc)
+    err, family = interrupt(proc, signal.SIGINT, before_workers)
+
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last == (f"interrupted while training; the previous model at {out} is unchanged; its checkpoints are "
+                    f"kept at {staging}: re-run the same command with --resume to continue")
+    assert survivors(family) == []  # no Ray process the job started is left
+    assert model_bytes(out) == before and NeuralCut.load(out).predict(table[1][:5]).shape == (5,)
+
+    # the advertised command continues from the checkpoint and then replaces the model
+    done = job("train.py", ["--data", str(table[0]), "--k", "3", "--out", str(out), "--resume", *LONG])
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["resumed_from_step"] >= 100 and summary["steps"] == 1500
+    assert len((out / "curve.csv").read_text().splitlines()) == 1 + 1500
+    assert model_bytes(out) != before and not staging.exists()
+
+
+@pytest.mark.ray
+def test_sigkill_during_training_leaves_the_previous_model_loadable(table, trained, tmp_path):
+    out = tmp_path / "model"
+    subprocess.run(["cp", "-r", str(trained), str(out)], check=True)
+    before = model_bytes(out)
+    before_workers = ray_workers()
+    proc = start_job("train.py", ["--data", str(table[0]), "--k", "3", "--out", str(out), "--overwrite", *LONG])
+    wait_for(lambda: list(tmp_path.glob(".model.training/ray_train/train/checkpoint_*/state.pt")), proc)
+    _, started = interrupt(proc, signal.SIGKILL, before_workers)  # as the OOM killer would
+    assert survivors(started) == []  # the cluster ends the dead driver's actors
+    assert model_bytes(out) == before
+    model = NeuralCut.load(out)
+    assert accuracy(table[2], model.predict(table[1])) > 0.9
+
+
+@pytest.mark.ray
+def test_sigint_during_labelling_publishes_nothing_and_keeps_the_previous_labels(trained, tmp_path):
+    rng = np.random.default_rng(0)
+    big = tmp_path / "big.parquet"
+    X = rng.normal(size=(3_000_000, 2)).astype(np.float32)
+    pq.write_table(pa.table({"f1": X[:, 0], "f2": X[:, 1]}), big, row_group_size=50_000)
+    out = tmp_path / "labels"
+    first = job("assign.py", ["--model", str(trained), "--data", str(big), "--out", str(out)])
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = {p.name: p.stat().st_mtime_ns for p in out.rglob("*")}
+
+    before_workers = ray_workers()
+    proc = start_job("assign.py", ["--model", str(trained), "--data", str(big), "--out", str(out), "--overwrite"])
+    wait_for(lambda: list(tmp_path.glob(".labels.staging-*/labels/part-*.parquet")), proc)
+    err, family = interrupt(proc, signal.SIGINT, before_workers)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (f"interrupted while labelling; nothing was published and the previous "
+                                            f"labels at {out} are unchanged; re-run the same command to label again")
+    assert survivors(family) == []
+    assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+    assert not list(tmp_path.glob(".labels.*"))  # the dead run's staging folder is gone
+
+
+# --------------------------------------------------------------------------- a head started here, with token auth
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def token_head(ray_cluster, tmp_path_factory):
+    """A second Ray head on this machine with token authentication, as README's commands start one."""
+    token = tmp_path_factory.mktemp("auth") / "auth_token"
+    token.write_text(os.urandom(32).hex())
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+    env.pop("RAY_ADDRESS", None)
+    gcs, dash = _free_port(), _free_port()
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--num-gpus=0",
+         "--include-dashboard=true", f"--dashboard-port={dash}", "--object-store-memory=500000000",
+         "--dashboard-agent-listen-port", str(_free_port()), "--disable-usage-stats"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    deadline = time.time() + 120
+    while subprocess.run([ray_bin, "job", "list", "--address", address], env=env,
+                         capture_output=True).returncode != 0:
+        assert time.time() < deadline and head.poll() is None, "the head did not start"
+        time.sleep(2)
+    yield {"address": address, "env": env, "ray": ray_bin}
+    os.killpg(head.pid, signal.SIGTERM)  # this head's processes only; `ray stop` would stop every cluster
+    try:
+        head.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+
+
+@pytest.mark.ray
+def test_ray_job_submit_with_token_auth_runs_both_jobs_and_writes_at_the_absolute_paths(token_head, table, tmp_path):
+    data, X, y = table
+    model, labels = tmp_path / "model", tmp_path / "labels"
+
+    def submit(*args, env=token_head["env"]):
+        return subprocess.run([token_head["ray"], "job", "submit", "--address", token_head["address"], "--",
+                               sys.executable, *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
+
+    # with RAY_AUTH_MODE unset, `ray job submit` sends no token and the head refuses it (README says why)
+    refused = submit(ROOT / "jobs" / "train.py", "--help",
+                     env={k: v for k, v in token_head["env"].items() if k != "RAY_AUTH_MODE"})
+    assert refused.returncode != 0 and "authentication" in (refused.stdout + refused.stderr).lower()
+
+    done = submit(ROOT / "jobs" / "train.py", "--data", data, "--k", "3", "--out", model, *SMALL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Model written to" in done.stdout
+    done = submit(ROOT / "jobs" / "assign.py", "--model", model, "--out", labels, "--label-column", "label")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = json.loads((labels / "metrics.json").read_text())
+    assert metrics["rows"] == 3000 and metrics["ground_truth"]["acc"] > 0.9
+    assert metrics["data"]["uri"] == str(data)  # the model recorded its data's absolute path
+
+    relative = submit(ROOT / "jobs" / "train.py", "--data", data, "--k", "3", "--out", "runs/x", *SMALL)
+    assert relative.returncode != 0
+    assert "--out runs/x is a relative path in a job run by `ray job submit`" in relative.stdout + relative.stderr
+
+
+@pytest.mark.ray
+def test_several_clusters_on_the_machine_and_no_address_starts_an_embedded_one(token_head, table, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = job("train.py", ["--data", str(table[0]), "--k", "3", "--out", str(tmp_path / "m"), *SMALL], env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "several Ray clusters run on this machine and RAY_ADDRESS names none" in done.stdout
+    assert "Traceback" not in done.stderr
