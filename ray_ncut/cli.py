@@ -52,8 +52,8 @@ def run_job(work, debug: bool = False) -> int:
         return 0
     except ValueError as e:  # bad input, found before anything was written
         return _fail(EXIT_BAD_INPUT, f"error: {e}", debug)
-    except Interrupted as e:
-        return _fail(EXIT_INTERRUPTED, f"interrupted: {e}".replace("interrupted: interrupted", "interrupted"), debug)
+    except Interrupted as e:  # its message starts "interrupted while ..." and says what was kept
+        return _fail(EXIT_INTERRUPTED, str(e), debug)
     except KeyboardInterrupt:
         return _fail(EXIT_INTERRUPTED, "interrupted: nothing was published; re-run the same command", debug)
     except Exception as e:  # noqa: BLE001 - the work failed after its retries
