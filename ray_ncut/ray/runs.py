@@ -88,7 +88,7 @@ class TrainOptions:
     test_hooks: dict = field(default_factory=dict)
 
 
-def _plan_out(opts: TrainOptions, progress) -> tuple[str, str]:
+def _plan_out(opts: TrainOptions) -> tuple[str, str]:
     """Validate ``--out`` against ``--resume``/``--overwrite`` without changing anything;
     returns ``(out, staging)``, both absolute."""
     inputs = (opts.data, opts.constraints)
@@ -180,7 +180,7 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
         raise ValueError(f"--k={opts.n_clusters} should be >= 2")
     if opts.workers is not None and opts.workers < 1:
         raise ValueError(f"--workers={opts.workers} should be >= 1")
-    out, staging = _plan_out(opts, progress)
+    out, staging = _plan_out(opts)
     fs = open_feature_set(opts.data, opts.columns)  # fails fast on paths and columns
     if fs.n_rows < opts.n_clusters:
         raise ValueError(f"{opts.data} has n_rows={fs.n_rows}, fewer than k={opts.n_clusters}")
