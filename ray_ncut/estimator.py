@@ -66,15 +66,17 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         the search is kept in ``auto_["gamma"]``.
     n_neighbors : int, default=10
         Affinities kept per point in each minibatch graph.
+    warm_neighbors : int, default=20
+        Affinities kept per point in the warm start's graph over ``init_sample`` rows.
     sigma : float or "auto", default="auto"
         Heat-kernel bandwidth in scaled feature units; "auto" uses the median
         distance to the 7th neighbour inside each batch.
     local_scaling : bool, default=False
         Per-point bandwidths (self-tuning spectral clustering) instead of one sigma.
     affinity : {"knn", "siamese"}, default="knn"
-        Build the minibatch graphs on the scaled input, or on a Siamese embedding
-        trained on kNN pairs (:mod:`ray_ncut.siamese`). Either way the head reads
-        the input features, so prediction needs no embedding.
+        Build the warm start's and the minibatch graphs on the scaled input, or on
+        a Siamese embedding trained on kNN pairs (:mod:`ray_ncut.siamese`). Either
+        way the head reads the input features, so prediction needs no embedding.
     kcl_weight : float, default=1.0
         Weight of the KCL pairwise-constraint loss when ``fit`` is given constraints.
     siamese_params : dict or None, default=None
@@ -82,7 +84,8 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         ``steps``, ...) for ``affinity="siamese"``.
     scaling : {"auto", "standard", "l2", "none"}, default="auto"
         Feature scaling learnt in ``fit`` and stored with the model; "auto" is
-        "l2" (unit-length rows) for 16 or more features, "standard" below.
+        "l2" (unit-length rows) for 16 or more features that share one scale
+        (pixels, embeddings) and "standard" otherwise (:func:`ray_ncut.scaling.auto_mode`).
     hidden : tuple of int, default=(256, 256)
         Hidden widths of the MLP.
     batch_size : int, default=1000
@@ -133,6 +136,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         loss="ncut",
         gamma=2.0,
         n_neighbors=10,
+        warm_neighbors=20,
         sigma="auto",
         local_scaling=False,
         affinity="knn",
@@ -156,6 +160,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         self.loss = loss
         self.gamma = gamma
         self.n_neighbors = n_neighbors
+        self.warm_neighbors = warm_neighbors
         self.sigma = sigma
         self.local_scaling = local_scaling
         self.affinity = affinity
@@ -178,8 +183,8 @@ class NeuralCut(ClusterMixin, BaseEstimator):
     # ------------------------------------------------------------------ configs
 
     def _configs(self):
-        graph = GraphConfig(n_neighbors=self.n_neighbors, sigma=self.sigma, local_scaling=self.local_scaling,
-                            affinity=self.affinity)
+        graph = GraphConfig(n_neighbors=self.n_neighbors, warm_neighbors=self.warm_neighbors, sigma=self.sigma,
+                            local_scaling=self.local_scaling, affinity=self.affinity)
         train = TrainConfig(
             loss=self.loss,
             gamma=2.0 if self.gamma == "auto" else self.gamma,

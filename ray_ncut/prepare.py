@@ -59,6 +59,9 @@ def prepare_training(X: torch.Tensor, head_config: HeadConfig, graph: GraphConfi
         gamma = found.gamma
     train = replace(train, gamma=float(gamma))
     gen = torch.Generator().manual_seed(seed)
-    warm_curve = warm_start(head, X, graph, train, seed, gen, Z)
+    chosen = {}
+    warm_curve = warm_start(head, X, graph, train, seed, gen, Z, chosen)
+    if chosen:
+        auto["warm_start"] = chosen
     auto["sigma"] = describe_sigma(X, graph, train.batch_size, _SIGMA_BATCHES, seed, Z)
     return Prepared(head, train, Z, neighbours if batch_neighbours else None, warm_curve, auto)

