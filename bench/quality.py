@@ -202,8 +202,8 @@ def markdown(rows, shapes) -> str:
     for r in rows:
         n, d, k = shapes[r["set"]]
         cells = [f"{r[s]:.3f}" if s in r else "-" for s in ("ray_ncut", *BASELINES)]
-        best = max(r.get(s, -1) for s in BASELINES)
-        cells = [f"**{c}**" if c != "-" and float(c) >= best - 1e-9 else c for c in cells]
+        best = f"{max(r.get(s, -1) for s in BASELINES):.3f}"
+        cells = [f"**{c}**" if c != "-" and c >= best else c for c in cells]  # at or above the best baseline
         out.append(f"| {r['set']} | {datasets.SETS[r['set']].kind} | {n:,} x {d}, {k} | " + " | ".join(cells)
                    + f" | {r['vs_kmeans']:+.3f} | {r['vs_best']:+.3f} |")
     return "\n".join(out)
