@@ -2,6 +2,7 @@
 also submit jobs to it with `ray job submit`. Only tests that ask for it start it."""
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,22 +26,34 @@ def _ray_cli(*args, **kw):
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def ray_cluster(tmp_path_factory):
     """Address info of a 2-CPU head started for this session: ``{"gcs", "dashboard"}``."""
     import ray
 
     gcs_port, dash_port = _free_port(), _free_port()
-    started = _ray_cli(
-        "start", "--head", "--num-cpus=2", "--num-gpus=0", f"--port={gcs_port}",
-        "--include-dashboard=true", f"--dashboard-port={dash_port}", "--disable-usage-stats",
-        timeout=120,
+    ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
+    # --block in a session of its own, so that teardown stops this head's processes only:
+    # `ray stop` would stop every Ray cluster on the machine, a user's or another run's too.
+    log = open(tmp_path_factory.mktemp("ray_head") / "ray_start.log", "w+")
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", "--block", "--num-cpus=2", "--num-gpus=0", f"--port={gcs_port}",
+         "--include-dashboard=true", f"--dashboard-port={dash_port}", "--disable-usage-stats"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    assert started.returncode == 0, started.stderr
     address = f"127.0.0.1:{gcs_port}"
+    deadline = time.time() + 120
+    while _ray_cli("status", f"--address={address}", timeout=60).returncode != 0:
+        assert head.poll() is None, f"the test head did not start: {log.seek(0) or log.read()[-2000:]}"
+        assert time.time() < deadline, "the test head did not start within 120 s"
+        time.sleep(1)
     os.environ["RAY_ADDRESS"] = address  # jobs run in-process by tests join this cluster
     ray.init(address=address, logging_level="WARNING")
     yield {"gcs": address, "dashboard": f"http://127.0.0.1:{dash_port}"}
     ray.shutdown()
     os.environ.pop("RAY_ADDRESS", None)
-    _ray_cli("stop", "--force", timeout=60)
-    time.sleep(1)
+    os.killpg(head.pid, signal.SIGTERM)
+    try:
+        head.wait(60)
+    except subprocess.TimeoutExpired:
+        os.killpg(head.pid, signal.SIGKILL)
+    log.close()
