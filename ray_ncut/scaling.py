@@ -19,7 +19,9 @@ from .config import SCALINGS
 # embeddings, counts in one unit). Anything else (tables in mixed units, and
 # low-dimensional data, where a row's norm is a large part of what it says) is
 # standardised. Measured on bench/quality.py's sets: the ratio is 1.1-3.1 for the
-# images and embeddings, 6.3 to 7,800 for the tables of 16+ features.
+# images and embeddings, 6.3 to 7,800 for the tables of 16+ features. A limit: the
+# median is the typical scale, so a table with more than half of its columns in the
+# larger of two units reads as sharing one scale.
 AUTO_L2_MIN_DIM = 16
 AUTO_SHARED_SCALE = 4.0
 
