@@ -4,7 +4,9 @@ The relaxed cut loss is non-convex; from a random start the head often settles o
 a wrong cut (a straight-line split of two rings, merged digit classes). Spectral
 clustering of a sample of a few thousand rows finds the low cut reliably and
 cheaply; cross-entropy on its labels puts the head next to that solution, and the
-cut loss then refines it on minibatch subgraphs. All label-free. No Ray.
+cut loss then refines it on minibatch subgraphs. Several candidate partitions are
+made and one is chosen by the cut with a minimum cluster size
+(:func:`spectral_labels`). All label-free. No Ray.
 """
 
 from __future__ import annotations
