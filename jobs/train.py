@@ -45,9 +45,10 @@ def parse_args(argv=None):
     m.add_argument("--neighbors", type=int, default=10, help="kNN affinities kept per point (default 10)")
     m.add_argument("--sigma", default="auto", help="heat-kernel bandwidth: 'auto' (default) or a number")
     m.add_argument("--local-scaling", action="store_true", help="per-point bandwidths (self-tuning kernel)")
-    m.add_argument("--affinity", default="knn", choices=AFFINITIES,
-                   help="knn (default): kNN heat kernel on the scaled features; siamese: on a Siamese embedding "
-                        "trained on kNN pairs")
+    m.add_argument("--affinity", default="auto", choices=AFFINITIES,
+                   help="knn: kNN heat kernel on the scaled features; siamese: on a Siamese embedding trained on "
+                        "kNN pairs (by Ray Train); auto (default): siamese when the scaling compares rows by "
+                        "direction (16+ features on one scale: pixels, embeddings), else knn")
     m.add_argument("--siamese-steps", type=int, default=1000, help="training steps of the Siamese embedding (default 1000)")
     m.add_argument("--constraints", metavar="FILE",
                    help="CSV of id_a,id_b,link (must|cannot) pairs; adds the KCL loss on them")

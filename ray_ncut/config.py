@@ -14,7 +14,7 @@ __all__ = ["GraphConfig", "TrainConfig", "LOSSES", "SCALINGS", "INITS", "AFFINIT
 LOSSES = ("ncut", "rcut", "cnc")
 SCALINGS = ("auto", "standard", "l2", "none")
 INITS = ("spectral", "random")
-AFFINITIES = ("knn", "siamese")
+AFFINITIES = ("auto", "knn", "siamese")
 
 
 def _check(ok: bool, message: str) -> None:
@@ -38,7 +38,10 @@ class GraphConfig(_Serialisable):
 
     ``affinity="siamese"`` builds the same kNN heat kernel on a learned embedding of
     the rows (:mod:`ray_ncut.siamese`) instead of on the scaled input; the warm
-    start clusters that embedding too.
+    start clusters that embedding too. ``"auto"`` (resolved before training,
+    :func:`ray_ncut.prepare.resolve_affinity`) picks ``"siamese"`` where the rows are
+    compared by direction (features sharing one scale: pixels, embeddings) and
+    ``"knn"`` otherwise.
     ``n_neighbors`` is per row of a minibatch subgraph; ``warm_neighbors`` per row of
     the warm start's graph over the whole sample, which is several batches deep: with
     10 there, a 5,000-row sample falls apart into islands of a few rows that become
@@ -51,7 +54,7 @@ class GraphConfig(_Serialisable):
     sigma: float | str = "auto"
     local_scaling: bool = False
     scale_neighbor: int = 7
-    affinity: str = "knn"
+    affinity: str = "auto"
 
     def __post_init__(self):
         _check(self.affinity in AFFINITIES, f"affinity={self.affinity!r} should be one of {AFFINITIES}")

@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from .config import GraphConfig, TrainConfig
 from .engine import Constraints, fit_head, subgraph_ncut, training_batches
 from .model import HeadConfig, load_model_dir, save_model_dir
-from .prepare import prepare_training
+from .prepare import prepare_training, resolve_affinity
 from .scaling import FeatureScaler
 from .siamese import SiameseConfig
 
@@ -73,10 +73,14 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         distance to the 7th neighbour inside each batch.
     local_scaling : bool, default=False
         Per-point bandwidths (self-tuning spectral clustering) instead of one sigma.
-    affinity : {"knn", "siamese"}, default="knn"
-        Build the warm start's and the minibatch graphs on the scaled input, or on
-        a Siamese embedding trained on kNN pairs (:mod:`ray_ncut.siamese`). Either
-        way the head reads the input features, so prediction needs no embedding.
+    affinity : {"auto", "knn", "siamese"}, default="auto"
+        Build the warm start's and the minibatch graphs on the scaled input ("knn"),
+        or on a Siamese embedding trained on kNN pairs ("siamese",
+        :mod:`ray_ncut.siamese`). "auto" is "siamese" when the scaling compares rows
+        by direction (features on one shared scale: pixels, embeddings) and "knn"
+        otherwise (:func:`ray_ncut.prepare.resolve_affinity`); the choice is kept in
+        ``auto_["affinity"]``. Either way the head reads the input features, so
+        prediction needs no embedding.
     kcl_weight : float, default=1.0
         Weight of the KCL pairwise-constraint loss when ``fit`` is given constraints.
     siamese_params : dict or None, default=None
@@ -139,7 +143,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         warm_neighbors=20,
         sigma="auto",
         local_scaling=False,
-        affinity="knn",
+        affinity="auto",
         siamese_params=None,
         kcl_weight=1.0,
         scaling="auto",
@@ -243,6 +247,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         self._validate_params(X.shape[0])
         graph, train = self._configs()
         scaler = FeatureScaler.fit(self.scaling, X)
+        graph, affinity_choice = resolve_affinity(graph, scaler.mode)
         device = _resolve_device(self.device)
         Xt = torch.from_numpy(scaler.transform(X)).to(device)  # (n, d)
         pairs = self._check_constraints(constraints, Xt)  # pairs index rows of the whole sample
@@ -263,6 +268,8 @@ class NeuralCut(ClusterMixin, BaseEstimator):
 
         run = best[1]
         self.head_, self.training_curve_, self.auto_ = run["head"], run["curve"], run["auto"]
+        if affinity_choice:
+            self.auto_["affinity"] = affinity_choice
         self.scaler_ = scaler
         self.graph_config_, self.train_config_ = graph, run["train"]
         self.n_features_in_ = X.shape[1]

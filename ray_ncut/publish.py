@@ -225,11 +225,19 @@ def is_complete(path: str, kind: str) -> bool:
     return bool(marker and marker.get("kind") == kind and marker.get("complete"))
 
 
-def remove_ours(path: str, kind: str) -> bool:
-    """Delete ``path`` if it carries this kind's marker; returns whether it did."""
+def remove_ours(path: str, kind: str, settle_seconds: float = 0.0) -> bool:
+    """Delete ``path`` if it carries this kind's marker; returns whether it did.
+
+    ``settle_seconds``: keep trying that long while the folder is still there (a writer
+    that was being stopped, such as a labelling actor, may add a file during the first pass).
+    """
     if not is_marked(path, kind):
         return False
+    deadline = time.monotonic() + settle_seconds
     shutil.rmtree(path, ignore_errors=True)
+    while os.path.lexists(path) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        shutil.rmtree(path, ignore_errors=True)
     return True
 
 

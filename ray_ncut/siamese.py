@@ -17,7 +17,7 @@ import torch
 from .knn import neighbour_table
 from .model import mlp
 
-__all__ = ["SiameseConfig", "train_siamese", "embed"]
+__all__ = ["SiameseConfig", "train_siamese", "siamese_steps", "new_siamese", "embed"]
 
 
 @dataclass
@@ -41,30 +41,47 @@ def contrastive_loss(za, zp, zn, margin: float) -> torch.Tensor:
     return pos.mean() + neg.mean()
 
 
-def train_siamese(X: torch.Tensor, config: SiameseConfig, seed: int, neighbours: torch.Tensor | None = None) -> torch.nn.Module:
-    """Train the embedding on the scaled sample X (n, d); returns the network in eval mode.
+def siamese_steps(net: torch.nn.Module, opt: torch.optim.Optimizer, X: torch.Tensor, neighbours: torch.Tensor,
+                  config: SiameseConfig, steps: int, gen: torch.Generator, batch_size: int | None = None) -> float:
+    """``steps`` contrastive steps on the scaled sample X (n, d); returns the last loss.
 
-    ``neighbours`` (n, s) is the sample's neighbour table if already known.
+    ``neighbours`` (n, s) indexes X. ``net`` may be wrapped in DDP: each Ray Train
+    worker draws its own anchors (its own ``gen``) from the whole sample and DDP
+    averages the gradients, so ``batch_size`` is then the per-worker share.
     """
-    n = X.shape[0]
-    if neighbours is None:
-        neighbours = torch.from_numpy(neighbour_table(X.cpu().numpy(), config.n_neighbors))
-    nbrs = neighbours[:, : config.n_neighbors].to(X.device)  # (n, s)
-    s = nbrs.shape[1]
-    torch.manual_seed(seed)
-    net = mlp(X.shape[1], tuple(config.hidden), config.dim).to(X.device)
-    opt = torch.optim.Adam(net.parameters(), lr=config.learning_rate)
-    gen = torch.Generator().manual_seed(seed)
-    b = min(config.batch_size, n)
+    n, s = neighbours.shape
+    b = min(batch_size or config.batch_size, n)
     net.train()
-    for _ in range(config.steps):
+    loss = torch.zeros(())
+    for _ in range(steps):
         anchor = torch.randint(0, n, (b,), generator=gen).to(X.device)
-        positive = nbrs[anchor, torch.randint(0, s, (b,), generator=gen).to(X.device)]
+        positive = neighbours[anchor, torch.randint(0, s, (b,), generator=gen).to(X.device)]
         negative = torch.randint(0, n, (b,), generator=gen).to(X.device)
         loss = contrastive_loss(net(X[anchor]), net(X[positive]), net(X[negative]), config.margin)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    return loss.item()
+
+
+def new_siamese(input_dim: int, config: SiameseConfig, seed: int, device="cpu") -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The embedding network (seeded) on ``device`` and its optimiser."""
+    torch.manual_seed(seed)
+    net = mlp(input_dim, tuple(config.hidden), config.dim).to(device)
+    return net, torch.optim.Adam(net.parameters(), lr=config.learning_rate)
+
+
+def train_siamese(X: torch.Tensor, config: SiameseConfig, seed: int, neighbours: torch.Tensor | None = None) -> torch.nn.Module:
+    """Train the embedding on the scaled sample X (n, d) in this process; returns the network in eval mode.
+
+    ``neighbours`` (n, s) is the sample's neighbour table if already known. The Ray job
+    trains the same network with Ray Train (:func:`ray_ncut.ray.train.run_embedding_training`).
+    """
+    if neighbours is None:
+        neighbours = torch.from_numpy(neighbour_table(X.cpu().numpy(), config.n_neighbors))
+    net, opt = new_siamese(X.shape[1], config, seed, X.device)
+    siamese_steps(net, opt, X, neighbours[:, : config.n_neighbors].to(X.device), config, config.steps,
+                  torch.Generator().manual_seed(seed))
     return net.eval()
 
 

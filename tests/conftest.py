@@ -57,3 +57,19 @@ def ray_cluster(tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
     log.close()
+    _forget_address(gcs_port)
+
+
+def _forget_address(gcs_port: int) -> None:
+    """Remove Ray's record of this head as the machine's latest cluster, as `ray stop` would,
+    so that a later plain ``ray.init()`` on this machine does not try the dead address."""
+    from ray._private.utils import get_ray_address_file
+
+    record = get_ray_address_file(None)
+    try:
+        with open(record) as f:
+            ours = f.read().strip().endswith(f":{gcs_port}")
+        if ours:
+            os.remove(record)
+    except FileNotFoundError:
+        pass

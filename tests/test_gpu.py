@@ -68,5 +68,7 @@ def test_ray_jobs_train_and_label_on_the_gpu(tmp_path):
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     summary = json.loads((run / "summary.json").read_text())
     assert summary["devices"] == "gpu" and summary["workers"] == torch.cuda.device_count()
+    assert summary["affinity"] == "siamese"  # 32 features on one scale: the embedding, trained by Ray Train on the GPU
+    assert (run / "ray_train" / "embedding").is_dir()
     metrics = json.loads((labels / "metrics.json").read_text())
     assert metrics["rows"] == 20000 and metrics["ground_truth"]["acc"] > 0.95

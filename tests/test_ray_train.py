@@ -91,11 +91,34 @@ def test_auto_gamma_siamese_affinity_and_constraints_in_one_run(ray_cluster, blo
     assert config["estimator"]["gamma"] == "auto" and config["train"]["gamma"] == config["auto"]["gamma"]["gamma"]
     assert config["auto"]["sigma"]["mode"] == "auto" and config["auto"]["sigma"]["sigma"] > 0
     assert config["auto"]["siamese"]["steps"] == 100 and config["graph"]["affinity"] == "siamese"
+    assert (out / "ray_train" / "embedding").is_dir()  # the embedding was trained by Ray Train
     assert config["constraints"]["pairs"] == 40
     summary = json.loads((out / "summary.json").read_text())
     assert summary["workers"] == 1  # the default on a CPU cluster of one node: one worker with all its cores
     curve_header = (out / "curve.csv").read_text().splitlines()[0]
     assert curve_header == "step,loss,cut,orth"
+
+
+def test_embedding_trained_by_ray_train_is_the_in_memory_one_with_one_worker(ray_cluster, tmp_path):
+    import torch
+
+    from ray_ncut.config import GraphConfig, TrainConfig
+    from ray_ncut.knn import neighbour_table
+    from ray_ncut.model import HeadConfig
+    from ray_ncut.ray.train import TrainJob, run_embedding_training
+    from ray_ncut.siamese import SiameseConfig, train_siamese
+
+    X, _ = load_builtin("builtin:blobs?n=800&d=8&k=4")
+    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    config = SiameseConfig(dim=4, hidden=(32, 32), steps=300)
+    neighbours = neighbour_table(X, config.n_neighbors)
+    job = TrainJob(HeadConfig(8, 4, (32,)), GraphConfig(), TrainConfig(), seed=3, workers=1, gpus_per_worker=0.0,
+                   checkpoint_every=100, storage_path=str(tmp_path))
+    by_ray = run_embedding_training(job, X, neighbours, config)
+    in_memory = train_siamese(torch.from_numpy(X), config, seed=3, neighbours=torch.from_numpy(neighbours)).state_dict()
+    assert by_ray.keys() == in_memory.keys()
+    for name in in_memory:
+        torch.testing.assert_close(by_ray[name], in_memory[name], rtol=1e-4, atol=1e-5)
 
 
 def test_constraint_id_missing_from_the_data_is_one_line(ray_cluster, blob_parquet, tmp_path, capsys):

@@ -38,3 +38,37 @@ def test_head_on_siamese_affinity_separates_rings_and_predicts_without_the_embed
     est.save(str(tmp_path / "m"))
     X_new, y_new = load_builtin("builtin:rings?n=5000&seed=4")
     assert accuracy(y_new, NeuralCut.load(str(tmp_path / "m")).predict(X_new)) > 0.99
+
+
+def rings_in_50d(n: int, seed: int, signal: int = 24, d: int = 50):
+    """Two concentric rings (radii 1 and 2) mapped smoothly and non-linearly into ``signal``
+    dimensions (the plane's coordinates and random sine features of it, rotated), then
+    ``d - signal`` columns of pure noise of the same scale. Returns X (n, d), y (n,)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    angle = rng.uniform(0, 2 * np.pi, n)
+    radius = 1.0 + y + rng.normal(0, 0.05, n)
+    plane = np.c_[radius * np.cos(angle), radius * np.sin(angle)]  # (n, 2)
+    freq, phase = rng.normal(0, 0.7, (2, signal - 2)), rng.uniform(0, 2 * np.pi, signal - 2)
+    rotation, _ = np.linalg.qr(rng.normal(size=(signal, signal)))
+    S = np.c_[plane, np.sin(plane @ freq + phase)] @ rotation  # (n, signal)
+    S = (S - S.mean(0)) / S.std(0)
+    return np.c_[S, rng.normal(0, 1, (n, d - signal))].astype(np.float32), y
+
+
+def test_cut_on_the_learned_code_separates_rings_in_50d_where_the_raw_cut_does_not():
+    X, y = rings_in_50d(2000, seed=0)
+    raw = NeuralCut(2, affinity="knn", random_state=0).fit(X)
+    learned = NeuralCut(2, random_state=0).fit(X)  # the default affinity="auto"
+    assert learned.auto_["affinity"]["chosen"] == "siamese"  # 50 features on one scale
+    assert accuracy(y, raw.labels_) < 0.75  # noise columns drown the rings in the raw kNN graph
+    assert accuracy(y, learned.labels_) > 0.95  # the code learnt to ignore them
+
+
+def test_auto_affinity_stays_on_the_raw_graph_for_tables():
+    X, _ = load_builtin("builtin:blobs?n=600&d=4&k=3")
+    X[:, 0] *= 1000.0  # a table in mixed units
+    est = NeuralCut(3, steps=20, distill_steps=20, random_state=0).fit(X)
+    assert est.auto_["affinity"] == {"chosen": "knn", "scaling": "standard",
+                                     "reason": "features standardised: a table, or fewer than 16 features"}
+    assert "siamese" not in est.auto_ and est.graph_config_.affinity == "knn"

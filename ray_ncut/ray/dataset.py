@@ -51,7 +51,8 @@ def disconnect() -> None:
 
 def init_ray() -> None:
     """Connect to the cluster named by RAY_ADDRESS (as inside ``ray job submit``), else to
-    the one Ray cluster running on this machine, else start an embedded local one.
+    the one Ray cluster running on this machine, else start an embedded local one (also
+    when a cluster that died without ``ray stop`` left its address behind).
 
     Where several clusters run on this machine and RAY_ADDRESS names none, Ray 2.60 would
     connect to whichever started last (maybe someone else's, with other credentials);
@@ -63,10 +64,15 @@ def init_ray() -> None:
     if ray.is_initialized():
         return
     _CONNECTED_HERE = True
-    if not os.environ.get("RAY_ADDRESS") and _clusters_on_this_machine() > 1:
+    running = None if os.environ.get("RAY_ADDRESS") else _clusters_on_this_machine()
+    if running is not None and running > 1:
         print("[ray_ncut] several Ray clusters run on this machine and RAY_ADDRESS names none: "
               "starting an embedded one for this job", flush=True)
         _init_embedded_beside_others()
+    elif running == 0:
+        # Not ray.init(): it would try the address a dead cluster left in Ray's temp folder
+        # (ray_current_cluster, removed only by `ray stop`) for minutes before giving up.
+        _init_shielded(address="local")
     else:
         _init_shielded()
 

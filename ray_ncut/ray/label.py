@@ -46,7 +46,7 @@ from ..publish import (
     sibling,
     write_json_atomic,
 )
-from .dataset import TASK_CPUS, check_unique_ids, describe_columns, init_ray, open_feature_set
+from .dataset import TASK_CPUS, check_unique_ids, connected_by_job, describe_columns, disconnect, init_ray, open_feature_set
 
 __all__ = ["AssignOptions", "UnitLabelActor", "assign_run", "pool_resources"]
 
@@ -158,6 +158,9 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
         seal(staging, KIND)
         publish(staging, out, KIND)
     except KeyboardInterrupt:
+        if connected_by_job():  # stop this job's labelling actors: one still writing a part would keep the folder
+            disconnect()
+        remove_ours(staging, KIND, settle_seconds=10.0)
         kept = f"the previous labels at {out} are unchanged" if os.path.isdir(out) else f"nothing was written at {out}"
         raise Interrupted(f"interrupted while labelling; nothing was published and {kept}; "
                           "re-run the same command to label again") from None

@@ -32,7 +32,8 @@ from ..constraints import read_constraints
 from ..data.readers import ColumnSpec
 from ..metrics import accuracy, ari, nmi
 from ..model import CutHead, HeadConfig, load_model_dir, save_model_dir
-from ..prepare import prepare_training
+from ..knn import neighbour_table
+from ..prepare import prepare_training, resolve_affinity
 from ..publish import (
     Interrupted,
     OutputError,
@@ -46,9 +47,9 @@ from ..publish import (
     sibling,
     write_json_atomic,
 )
-from ..siamese import SiameseConfig
+from ..siamese import SiameseConfig, embed, new_siamese
 from .dataset import collect_rows, describe_columns, init_ray, open_feature_set, scan_statistics
-from .train import TrainJob, default_workers, run_training
+from .train import TrainJob, default_workers, run_embedding_training, run_training
 
 __all__ = ["TrainOptions", "train_run", "default_sample_rows"]
 
@@ -169,6 +170,22 @@ def _gather_constraints(fs, pairs, scaler, progress) -> dict | None:
     return {"X": scaler.transform(Xc).astype(np.float32), "first": first, "second": second, "similar": similar}
 
 
+def _train_embedding(job: TrainJob, X_scaled: np.ndarray, siamese: SiameseConfig, choice: dict | None,
+                     progress) -> torch.Tensor:
+    """The Siamese code (m, e) of the scaled sample, the network trained by Ray Train."""
+    why = f" ({choice['reason']})" if choice else ""
+    progress(f"[ray_ncut] learned affinity{why}: training the Siamese embedding with Ray Train, "
+             f"{job.workers} worker(s), {siamese.steps} steps")
+    t0 = time.perf_counter()
+    neighbours = neighbour_table(X_scaled, siamese.n_neighbors)  # (m, s)
+    state = run_embedding_training(job, X_scaled, neighbours, siamese)
+    net, _ = new_siamese(X_scaled.shape[1], siamese, job.seed)
+    net.load_state_dict(state)
+    Z = embed(net.eval(), torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32)))
+    progress(f"[ray_ncut] embedding trained in {time.perf_counter() - t0:.1f}s")
+    return Z
+
+
 def train_run(opts: TrainOptions, progress=print) -> dict:
     """Run the training job; returns the summary written to ``summary.json``.
 
@@ -215,18 +232,28 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
     clean_stale_siblings(out, KIND, patterns=("old-*",))
     head_config = HeadConfig(fs.n_features, opts.n_clusters, tuple(opts.hidden))
     gamma = opts.train.gamma if opts.gamma is None else opts.gamma
+    graph, affinity_choice = resolve_affinity(opts.graph, scaler.mode)
+    gpus = _gpus_per_worker(opts)
+    job = TrainJob(head_config, graph, opts.train, opts.seed, opts.workers, gpus,
+                   opts.checkpoint_every, os.path.join(staging, RAY_DIR), max_failures=opts.max_failures)
     t_prep = time.perf_counter()
-    prep = prepare_training(torch.from_numpy(X_scaled), head_config, opts.graph, opts.train, gamma, opts.seed,
-                            opts.siamese, batch_neighbours=False)
+    siamese = opts.siamese or SiameseConfig(n_neighbors=graph.n_neighbors)
+    embedding = None
+    if graph.affinity == "siamese":
+        stage["now"] = "training the embedding"
+        embedding = _train_embedding(job, X_scaled, siamese, affinity_choice, progress)
+        stage["now"] = "preparing the training"
+    prep = prepare_training(torch.from_numpy(X_scaled), head_config, graph, opts.train, gamma, opts.seed,
+                            siamese, batch_neighbours=False, embedding=embedding)
+    if affinity_choice:
+        prep.auto["affinity"] = affinity_choice
     prep_seconds = time.perf_counter() - t_prep
-    progress(f"[ray_ncut] prepared in {prep_seconds:.1f}s: {opts.graph.affinity} affinity, "
+    progress(f"[ray_ncut] prepared in {prep_seconds:.1f}s: {graph.affinity} affinity, "
              f"sigma {prep.auto['sigma']['sigma']:.4g} ({prep.auto['sigma']['mode']}), gamma {prep.train.gamma:g}"
              + (" (auto)" if gamma == "auto" else "") + f", warm start {opts.train.init}")
     init_state = {k: v.detach().clone() for k, v in prep.head.state_dict().items()}
     Z = None if prep.Z is None else prep.Z.numpy()
-    gpus = _gpus_per_worker(opts)
-    job = TrainJob(head_config, opts.graph, prep.train, opts.seed, opts.workers, gpus,
-                   opts.checkpoint_every, os.path.join(staging, RAY_DIR), max_failures=opts.max_failures)
+    job = replace(job, train=prep.train)
     progress(f"[ray_ncut] training {opts.train.loss} with {opts.workers} worker(s), "
              f"{'GPU' if gpus else 'CPU'}, {opts.train.steps} steps of batch {opts.train.batch_size}")
     stage["now"] = "training"
@@ -242,12 +269,13 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
         "estimator": {"n_clusters": opts.n_clusters, "loss": opts.train.loss, "gamma": gamma,
                       "n_neighbors": opts.graph.n_neighbors, "sigma": opts.graph.sigma,
                       "local_scaling": opts.graph.local_scaling, "affinity": opts.graph.affinity,
+                      "warm_neighbors": opts.graph.warm_neighbors,
                       "scaling": opts.scaling,
                       "hidden": list(opts.hidden), "batch_size": opts.train.batch_size, "steps": opts.train.steps,
                       "learning_rate": opts.train.learning_rate, "init": opts.train.init,
                       "random_state": opts.seed},
         "scaler": scaler.to_dict(),
-        "graph": opts.graph.to_dict(),
+        "graph": graph.to_dict(),
         "train": prep.train.to_dict(),
         "auto": prep.auto,
         "constraints": None if pairs is None else {"file": os.path.abspath(opts.constraints), "pairs": len(pairs),
@@ -259,7 +287,7 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
     summary = {
         "data": opts.data, "rows": n_rows, "sample_rows": len(X_scaled), "features": fs.n_features,
         "k": opts.n_clusters, "loss": opts.train.loss, "steps": opts.train.steps, "gamma": prep.train.gamma,
-        "sigma": prep.auto["sigma"]["sigma"], "prepare_seconds": round(prep_seconds, 3),
+        "sigma": prep.auto["sigma"]["sigma"], "affinity": graph.affinity, "prepare_seconds": round(prep_seconds, 3),
         "resumed_from_step": state["resumed_from"], "final_loss": curve[-1]["loss"], "final_cut": curve[-1]["cut"], "final_orth": curve[-1]["orth"],
         "workers": opts.workers, "devices": "gpu" if gpus else "cpu", "gpus_per_worker": gpus,
         "scan_seconds": round(t_scan, 3), "train_seconds": round(train_seconds, 3),

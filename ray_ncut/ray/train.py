@@ -5,6 +5,10 @@ warm start on the sample, and hands the scaled sample to ``TorchTrainer``. Each
 worker draws minibatch subgraphs from its shard of the sample and calls the plain
 :func:`ray_ncut.engine.fit_head`; DDP averages the gradients. Rank 0 checkpoints
 every ``checkpoint_every`` steps; every rank calls ``ray.train.report`` (a barrier).
+
+When the affinity is learned, a first ``TorchTrainer`` run trains the Siamese
+embedding the same way (:func:`run_embedding_training`, around the plain
+:func:`ray_ncut.siamese.siamese_steps`) before the driver's warm start.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import ray
@@ -33,8 +38,9 @@ from ..config import GraphConfig, TrainConfig
 from ..engine import Constraints, fit_head, make_optimizer, training_batches
 from ..knn import neighbour_table
 from ..model import CutHead, HeadConfig
+from ..siamese import SiameseConfig, new_siamese, siamese_steps
 
-__all__ = ["TrainJob", "run_training", "worker_resources", "default_workers", "torch_threads"]
+__all__ = ["TrainJob", "run_training", "run_embedding_training", "worker_resources", "default_workers", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
@@ -92,15 +98,17 @@ def _constraints(cfg: dict, device) -> Constraints | None:
     return Constraints(*(torch.tensor(c[k]) for k in ("X", "first", "second", "similar"))).to(device)
 
 
-def _save_state(head, opt, sched, step, curve, resumed_from, loop_seconds) -> Checkpoint:
+def _checkpoint(model, opt, **state) -> Checkpoint:
+    """A checkpoint holding the (unwrapped) model's and the optimiser's state plus ``state``."""
     tmp = tempfile.mkdtemp(prefix="ray_ncut_ckpt_")
-    module = head.module if hasattr(head, "module") else head
-    torch.save(
-        {"model": module.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step, "curve": curve,
-         "resumed_from": resumed_from, "loop_seconds": loop_seconds},
-        os.path.join(tmp, STATE_FILE),
-    )
+    module = model.module if hasattr(model, "module") else model
+    torch.save({"model": module.state_dict(), "opt": opt.state_dict(), **state}, os.path.join(tmp, STATE_FILE))
     return Checkpoint.from_directory(tmp)
+
+
+def _save_state(head, opt, sched, step, curve, resumed_from, loop_seconds) -> Checkpoint:
+    return _checkpoint(head, opt, sched=sched.state_dict(), step=step, curve=curve, resumed_from=resumed_from,
+                       loop_seconds=loop_seconds)
 
 
 def load_state(checkpoint: Checkpoint) -> dict:
@@ -161,19 +169,59 @@ def train_loop_per_worker(cfg: dict) -> None:
             ray.train.report(metrics, checkpoint=None)
 
 
+def embedding_loop_per_worker(cfg: dict) -> None:
+    """Ray Train worker loop for the Siamese embedding: a thin shell around :func:`siamese_steps`.
+
+    Every worker holds the whole sample and its neighbour table (positives may be any
+    row) and draws its own anchors; DDP averages the gradients, so the global batch is
+    the configured one. With one worker it repeats the in-memory training step for step.
+    """
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(cfg["threads"])
+    device = ray.train.torch.get_device()
+    config = SiameseConfig(**cfg["siamese"])
+    X = torch.from_numpy(np.array(ray.get(cfg["sample"][0]))).to(device)  # (n, d)
+    neighbours = torch.from_numpy(np.array(ray.get(cfg["neighbours"][0]))).to(device)  # (n, s)
+    net, opt = new_siamese(X.shape[1], config, cfg["seed"], device)
+    start = 0
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:
+        state = load_state(ckpt)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start = state["step"]
+    model = ray.train.torch.prepare_model(net)
+    gen = torch.Generator().manual_seed(cfg["seed"] + 7919 * rank + start)
+    every, per_worker = cfg["checkpoint_every"], max(1, config.batch_size // world)
+    for chunk_start in range(start, config.steps, every):
+        n = min(every, config.steps - chunk_start)
+        loss = siamese_steps(model, opt, X, neighbours, config, n, gen, per_worker)
+        metrics = {"step": chunk_start + n, "loss": loss}
+        if rank == 0:
+            _progress(f"[ray_ncut] embedding step {chunk_start + n}/{config.steps} contrastive loss {loss:.4f}")
+        ray.train.report(metrics, checkpoint=_checkpoint(model, opt, step=chunk_start + n) if rank == 0 else None)
+    if start >= config.steps:  # resumed after the last step: hand the finished state back
+        ray.train.report({"step": start}, checkpoint=_checkpoint(model, opt, step=start) if rank == 0 else None)
+
+
 # --------------------------------------------------------------------------- driver side
 
 
+@dataclass
 class TrainJob:
     """Everything ``run_training`` needs; the CLI builds one from its flags."""
 
-    def __init__(self, head: HeadConfig, graph: GraphConfig, train: TrainConfig, seed: int,
-                 workers: int, gpus_per_worker: float, checkpoint_every: int, storage_path: str,
-                 run_name: str = "train", max_failures: int = 2):
-        self.head, self.graph, self.train, self.seed = head, graph, train, seed
-        self.workers, self.gpus_per_worker = workers, gpus_per_worker
-        self.checkpoint_every, self.storage_path, self.run_name = checkpoint_every, storage_path, run_name
-        self.max_failures = max_failures
+    head: HeadConfig
+    graph: GraphConfig
+    train: TrainConfig
+    seed: int
+    workers: int
+    gpus_per_worker: float
+    checkpoint_every: int
+    storage_path: str
+    run_name: str = "train"
+    max_failures: int = 2
 
 
 def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hooks: dict | None = None,
@@ -202,8 +250,30 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hoo
         "constraints": constraints,
         **(test_hooks or {}),
     }
+    return _run(train_loop_per_worker, cfg, job, job.run_name)
+
+
+def run_embedding_training(job: TrainJob, X_scaled: np.ndarray, neighbours: np.ndarray, config: SiameseConfig) -> dict:
+    """Train the Siamese embedding on the scaled sample X (m, d) with ``job.workers`` Ray
+    Train workers; ``neighbours`` (m, s) is the sample's neighbour table. Returns the
+    network's state dict (a :func:`ray_ncut.siamese.new_siamese` network). Its checkpoints
+    sit beside the head's under the run name ``embedding``, so ``--resume`` continues it too.
+    """
+    cfg = {
+        "siamese": config.to_dict(),
+        "seed": job.seed,
+        "checkpoint_every": max(job.checkpoint_every, 250),
+        "threads": torch_threads(job.workers),
+        "sample": [ray.put(np.ascontiguousarray(X_scaled, dtype=np.float32))],
+        "neighbours": [ray.put(np.ascontiguousarray(neighbours[:, : config.n_neighbors], dtype=np.int64))],
+    }
+    return _run(embedding_loop_per_worker, cfg, job, "embedding")["model"]
+
+
+def _run(loop, cfg: dict, job: TrainJob, run_name: str) -> dict:
+    """One ``TorchTrainer`` run of ``loop``; returns its final checkpoint's state."""
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        loop,
         train_loop_config=cfg,
         scaling_config=ScalingConfig(
             num_workers=job.workers,
@@ -211,7 +281,7 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hoo
             resources_per_worker=worker_resources(job.workers, job.gpus_per_worker),
         ),
         run_config=RunConfig(
-            name=job.run_name,
+            name=run_name,
             storage_path=job.storage_path,
             failure_config=FailureConfig(max_failures=job.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
