@@ -36,8 +36,11 @@ def parse_args(argv=None):
     g.add_argument("--sample", type=int, help="rows in the training sample (default: all up to 100,000)")
     g.add_argument("--scaling", default="auto", choices=SCALINGS, help="feature scaling (default auto)")
     m = p.add_argument_group("model and loss")
-    m.add_argument("--k", type=int, default=None,
-                   help="number of clusters, >= 2 (required for your data; a built-in set defaults to its classes)")
+    m.add_argument("--k", default=None,
+                   help="number of clusters, >= 2, or 'auto' to choose it label-free within --k-range "
+                        "(required for your data; a built-in set defaults to its classes)")
+    m.add_argument("--k-range", default="2,50", metavar="MIN,MAX",
+                   help="the ks that --k auto considers, both included (default 2,50)")
     m.add_argument("--loss", default="ncut", choices=LOSSES, help="ncut (NeuNcut, default), rcut, cnc")
     m.add_argument("--gamma", default="2.0",
                    help="orthogonality penalty weight, squared form (default 2), or 'auto' for the label-free "
@@ -87,16 +90,31 @@ def _number(flag: str, value: str) -> float:
         raise ValueError(f"{flag} should be 'auto' or a number, got {value!r}") from None
 
 
-def _k(args) -> int:
+def _k(args) -> int | str:
     from ray_ncut.data.builtin import parse_builtin
 
     if args.k is None:
         if args.data.startswith("builtin:"):
             return parse_builtin(args.data).n_classes
-        raise ValueError(f"--k is required for --data {args.data}: the number of clusters, e.g. --k 10")
-    if args.k < 2:
-        raise ValueError(f"--k={args.k} should be >= 2 (the number of clusters)")
-    return args.k
+        raise ValueError(f"--k is required for --data {args.data}: the number of clusters, e.g. --k 10, or --k auto")
+    if args.k == "auto":
+        return "auto"
+    try:
+        k = int(args.k)
+    except ValueError:
+        raise ValueError(f"--k should be an integer >= 2 or 'auto', got {args.k!r}") from None
+    if k < 2:
+        raise ValueError(f"--k={k} should be >= 2 (the number of clusters)")
+    return k
+
+
+def _k_range(args) -> tuple[int, int]:
+    """MIN,MAX as two ints; their bounds (and MAX against the rows) are checked by the job."""
+    try:
+        k_min, k_max = (int(p) for p in args.k_range.split(","))
+    except ValueError:
+        raise ValueError(f"--k-range should be MIN,MAX (two integers), got {args.k_range!r}") from None
+    return k_min, k_max
 
 
 def options_from_args(args):
@@ -111,6 +129,7 @@ def options_from_args(args):
         data=args.data,
         out=args.out,
         n_clusters=_k(args),
+        k_range=_k_range(args),
         columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column, args.label_column),
         graph=GraphConfig(n_neighbors=args.neighbors, sigma=sigma, local_scaling=args.local_scaling,
                           affinity=args.affinity),

@@ -12,6 +12,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from .config import GraphConfig, TrainConfig
 from .engine import Constraints, fit_head, subgraph_ncut, training_batches
 from .model import HeadConfig, load_model_dir, save_model_dir
+from .choose_k import DEFAULT_K_RANGE, check_k_range
 from .prepare import prepare_training, resolve_affinity
 from .scaling import FeatureScaler
 from .siamese import SiameseConfig
@@ -56,8 +57,13 @@ class NeuralCut(ClusterMixin, BaseEstimator):
 
     Parameters
     ----------
-    n_clusters : int, default=8
-        k, the number of clusters.
+    n_clusters : int or "auto", default=8
+        k, the number of clusters. "auto" chooses it label-free on the training
+        sample within ``k_range`` by the eigengap of the warm start's graph
+        (:func:`ray_ncut.choose_k.choose_k`); the choice is ``n_clusters_`` and its
+        evidence ``auto_["k"]``.
+    k_range : (int, int), default=(2, 50)
+        The ks that ``n_clusters="auto"`` considers, both ends included.
     loss : {"ncut", "rcut", "cnc"}, default="ncut"
         NeuNcut, NeuRcut, or CNC's expected normalized cut.
     gamma : float or "auto", default=2.0
@@ -137,6 +143,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
     def __init__(
         self,
         n_clusters=8,
+        k_range=DEFAULT_K_RANGE,
         loss="ncut",
         gamma=2.0,
         n_neighbors=10,
@@ -161,6 +168,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         verbose=False,
     ):
         self.n_clusters = n_clusters
+        self.k_range = k_range
         self.loss = loss
         self.gamma = gamma
         self.n_neighbors = n_neighbors
@@ -204,9 +212,11 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         return graph, train
 
     def _validate_params(self, n_samples: int):
-        if not isinstance(self.n_clusters, (int, np.integer)) or self.n_clusters < 2:
-            raise ValueError(f"n_clusters={self.n_clusters!r} should be an integer >= 2")
-        if n_samples < self.n_clusters:
+        if self.n_clusters == "auto":
+            check_k_range(self.k_range, n_samples)
+        elif not isinstance(self.n_clusters, (int, np.integer)) or self.n_clusters < 2:
+            raise ValueError(f"n_clusters={self.n_clusters!r} should be an integer >= 2 or 'auto'")
+        elif n_samples < self.n_clusters:
             raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}")
         if int(self.n_init) < 1:
             raise ValueError(f"n_init={self.n_init} should be >= 1")
@@ -273,14 +283,18 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         self.scaler_ = scaler
         self.graph_config_, self.train_config_ = graph, run["train"]
         self.n_features_in_ = X.shape[1]
+        self.n_clusters_ = self.head_.config.n_clusters
         self.fit_seconds_ = time.perf_counter() - t0
         self.labels_ = self._predict_scaled(Xt).argmax(1)
         return self
 
     def _train_one(self, Xt, graph, train, seed, pairs) -> dict:
-        head_config = HeadConfig(Xt.shape[1], int(self.n_clusters), tuple(self.hidden))
+        auto_k = self.n_clusters == "auto"
+        k = check_k_range(self.k_range, Xt.shape[0])[0] if auto_k else int(self.n_clusters)  # auto: a placeholder
+        head_config = HeadConfig(Xt.shape[1], k, tuple(self.hidden))
         siamese = SiameseConfig(**{"n_neighbors": graph.n_neighbors, **(self.siamese_params or {})})
-        prep = prepare_training(Xt, head_config, graph, train, self.gamma, seed, siamese)
+        prep = prepare_training(Xt, head_config, graph, train, self.gamma, seed, siamese,
+                                k_range=check_k_range(self.k_range, Xt.shape[0]) if auto_k else None)
         gen = torch.Generator().manual_seed(seed + 1)
         batches = training_batches(Xt, prep.train, prep.train.steps, gen, prep.Z, prep.neighbours)
         curve = prep.warm_curve + fit_head(prep.head, batches, graph, prep.train, constraints=pairs, generator=gen,
@@ -344,7 +358,9 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         """Read a model directory written by :meth:`save` or ``jobs/train.py``."""
         head, config = load_model_dir(path)
         est = cls(**{k: v for k, v in config.get("estimator", {}).items() if k in cls._get_param_names()})
-        est.n_clusters = head.config.n_clusters
+        if est.n_clusters != "auto":
+            est.n_clusters = head.config.n_clusters
+        est.n_clusters_ = head.config.n_clusters
         est.head_ = head.to(_resolve_device(est.device))
         est.scaler_ = FeatureScaler.from_dict(config["scaler"])
         est.graph_config_ = GraphConfig.from_dict(config["graph"])

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from .autotune import describe_sigma, search_gamma
+from .choose_k import choose_k
 from .config import GraphConfig, TrainConfig
 from .knn import neighbour_table
 from .model import CutHead, HeadConfig
@@ -43,6 +44,12 @@ def resolve_affinity(graph: GraphConfig, scaling_mode: str) -> tuple[GraphConfig
     return replace(graph, affinity=chosen), {"chosen": chosen, "scaling": scaling_mode, "reason": reason}
 
 
+def _choose_k(rows: torch.Tensor, graph: GraphConfig, k_range, sample: int, seed: int) -> dict:
+    """k chosen on a seeded random subset of ``sample`` rows of ``rows`` (n, e)."""
+    pick = torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(seed))[:sample]
+    return choose_k(rows[pick.to(rows.device)].cpu().numpy(), graph, k_range, seed)
+
+
 @dataclass
 class Prepared:
     head: CutHead
@@ -55,7 +62,8 @@ class Prepared:
 
 def prepare_training(X: torch.Tensor, head_config: HeadConfig, graph: GraphConfig, train: TrainConfig,
                      gamma: float | str, seed: int, siamese: SiameseConfig | None = None,
-                     batch_neighbours: bool = True, embedding: torch.Tensor | None = None) -> Prepared:
+                     batch_neighbours: bool = True, embedding: torch.Tensor | None = None,
+                     k_range: tuple[int, int] | None = None) -> Prepared:
     """Warm-started head, resolved gamma and optional embedding for the scaled sample X (n, d).
 
     ``graph.affinity`` must be resolved (:func:`resolve_affinity`). ``train.gamma`` is
@@ -63,6 +71,8 @@ def prepare_training(X: torch.Tensor, head_config: HeadConfig, graph: GraphConfi
     also return the sample's neighbour table for neighbourhood minibatches (the Ray
     job's workers build theirs on their own shards instead). ``embedding`` (n, e): the
     Siamese code of X when it was trained elsewhere (the Ray job); else it is trained here.
+    ``k_range`` (min, max): choose k label-free (:func:`ray_ncut.choose_k.choose_k`) on up to
+    ``train.init_sample`` rows of the code or of X; ``head_config.n_clusters`` is then replaced.
     """
     if graph.affinity not in ("knn", "siamese"):
         raise ValueError(f"affinity={graph.affinity!r} should be resolved to 'knn' or 'siamese' first")
@@ -75,6 +85,9 @@ def prepare_training(X: torch.Tensor, head_config: HeadConfig, graph: GraphConfi
         siamese = siamese or SiameseConfig(n_neighbors=graph.n_neighbors)
         Z = embedding.to(X.device) if embedding is not None else embed(train_siamese(X, siamese, seed, neighbours), X)  # (n, e)
         auto["siamese"] = siamese.to_dict()
+    if k_range is not None:
+        auto["k"] = _choose_k(X if Z is None else Z, graph, k_range, train.init_sample, seed)
+        head_config = replace(head_config, n_clusters=auto["k"]["k"])
     torch.manual_seed(seed)
     head = CutHead(head_config).to(X.device)
     if gamma == "auto":

@@ -21,20 +21,20 @@ from .affinity import sparse_knn_graph
 from .config import GraphConfig, TrainConfig
 from .metrics import normalized_cut
 
-__all__ = ["spectral_embedding", "candidate_partitions", "choose_partition", "min_cluster_rows", "spectral_labels",
+__all__ = ["top_eigenpairs", "spectral_embedding", "outside_small_components", "candidate_partitions", "choose_partition", "min_cluster_rows", "spectral_labels",
            "distill", "warm_start"]
 
 
-def spectral_embedding(W, n_clusters: int, seed: int) -> np.ndarray:
-    """The first ``n_clusters`` eigenvectors of the random-walk Laplacian of W (n, n), as (n, k).
+def top_eigenpairs(W, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The ``count`` largest eigenvalues (descending) of ``D^-1/2 W D^-1/2`` for W (n, n), their
+    eigenvectors (n, count), and ``D^-1/2`` (n,). Eigenvalue ``mu`` of it is ``1 - lambda`` of
+    the normalized Laplacian.
 
-    Computed as the top eigenvectors of ``D^-1/2 W D^-1/2`` by LOBPCG with a block of
-    k + 4 random vectors, then mapped back by ``D^-1/2``. A block method because
-    well-separated clusters are disconnected components whose eigenvalue 1 repeats,
-    and single-vector Lanczos (ARPACK ``eigsh``) finds one vector of a repeated
-    eigenvalue: measured, it missed one of two rings. Nor shift-invert ARPACK
-    (scikit-learn's choice), which stalled for minutes on a table with duplicate rows.
-    Small graphs are solved densely.
+    LOBPCG with a block of count + 4 random vectors: well-separated clusters are
+    disconnected components whose eigenvalue 1 repeats, and single-vector Lanczos
+    (ARPACK ``eigsh``) finds one vector of a repeated eigenvalue: measured, it missed
+    one of two rings. Nor shift-invert ARPACK (scikit-learn's choice), which stalled
+    for minutes on a table with duplicate rows. Small graphs are solved densely.
     """
     from scipy.sparse import diags
     from scipy.sparse.linalg import lobpcg
@@ -42,15 +42,22 @@ def spectral_embedding(W, n_clusters: int, seed: int) -> np.ndarray:
     n = W.shape[0]
     inv_sqrt = 1.0 / np.sqrt(np.maximum(np.asarray(W.sum(1)).ravel(), 1e-12))  # (n,)
     M = diags(inv_sqrt) @ W @ diags(inv_sqrt)
-    block = n_clusters + 4
+    block = count + 4
     if n <= max(500, 5 * block):
-        vectors = np.linalg.eigh(M.toarray())[1][:, ::-1][:, :n_clusters]
+        values, vectors = np.linalg.eigh(M.toarray())
     else:
         start = np.random.default_rng(seed).normal(size=(n, block))
         with warnings.catch_warnings():  # a tolerance not reached still leaves a usable embedding
             warnings.simplefilter("ignore", UserWarning)
-            values, found = lobpcg(M, start, largest=True, tol=1e-6, maxiter=500)
-        vectors = found[:, np.argsort(values)[::-1][:n_clusters]]
+            values, vectors = lobpcg(M, start, largest=True, tol=1e-6, maxiter=500)
+    order = np.argsort(values, kind="stable")[::-1][:count]
+    return values[order], vectors[:, order], inv_sqrt
+
+
+def spectral_embedding(W, n_clusters: int, seed: int) -> np.ndarray:
+    """The first ``n_clusters`` eigenvectors of the random-walk Laplacian of W (n, n), as (n, k):
+    the top eigenvectors of ``D^-1/2 W D^-1/2`` (:func:`top_eigenpairs`) mapped back by ``D^-1/2``."""
+    _, vectors, inv_sqrt = top_eigenpairs(W, n_clusters, seed)
     return vectors * inv_sqrt[:, None]
 
 
@@ -122,7 +129,7 @@ def spectral_labels(X: np.ndarray, n_clusters: int, graph: GraphConfig, seed: in
 
     min_rows = min_cluster_rows(len(X), n_clusters, graph.warm_neighbors)
     W = knn(X, graph.warm_neighbors)
-    core = _outside_small_components(W, min_rows, n_clusters)  # (n,) bool
+    core = outside_small_components(W, min_rows, n_clusters)  # (n,) bool
     Xc = X[core]
     graphs = {nn: W if nn == graph.warm_neighbors and core.all() else knn(Xc, nn)
               for nn in sorted({graph.n_neighbors, graph.warm_neighbors})}
@@ -141,7 +148,7 @@ def spectral_labels(X: np.ndarray, n_clusters: int, graph: GraphConfig, seed: in
     return labels
 
 
-def _outside_small_components(W, min_rows: int, n_clusters: int) -> np.ndarray:
+def outside_small_components(W, min_rows: int, n_clusters: int) -> np.ndarray:
     """(n,) bool: rows not in a connected component of fewer than ``min_rows`` rows of the
     graph W (n, n). Such a component (outliers, a clump of duplicates) has a cut of zero, so
     every candidate would make it a cluster; it is set aside and joins its nearest cluster."""

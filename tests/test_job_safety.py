@@ -166,7 +166,14 @@ def start_job(name, args, cwd=None):
     """A job in its own process group, as a terminal runs it (Ctrl-C reaches the whole group),
     on the session cluster."""
     return subprocess.Popen([sys.executable, str(ROOT / "jobs" / name), *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint():
+    # A shell without job control starts background commands with SIGINT ignored, and Python
+    # keeps an inherited SIG_IGN: the suite run as `cmd &` would then test nothing.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_for(predicate, proc, timeout=180):

@@ -121,6 +121,30 @@ def test_embedding_trained_by_ray_train_is_the_in_memory_one_with_one_worker(ray
         torch.testing.assert_close(by_ray[name], in_memory[name], rtol=1e-4, atol=1e-5)
 
 
+def test_k_auto_through_train_and_assign_chooses_the_blobs_and_says_why(ray_cluster, blob_parquet, tmp_path):
+    d, X, y = blob_parquet
+    run, labels = tmp_path / "run", tmp_path / "labels"
+    train(["--data", str(d), "--id-column", "row", "--k", "auto", "--k-range", "2,12", "--out", str(run), *SMALL])
+    summary = json.loads((run / "summary.json").read_text())
+    choice = summary["k_choice"]
+    assert summary["k"] == choice["k"] == 4  # four separated blobs
+    assert choice["range"] == [2, 12] and set(choice["gaps"]) == {str(k) for k in range(2, 13)}
+    assert choice["gaps"]["4"] == max(choice["gaps"].values()) and 0 < choice["margin"] <= 1
+    assert json.loads((run / "config.json").read_text())["auto"]["k"]["k"] == 4
+    assert _assign(["--model", str(run), "--data", str(d), "--id-column", "row", "--out", str(labels)]) == 0
+    assigned = pq.read_table(labels / "labels").column("cluster").to_numpy()
+    assert len(assigned) == 6000 and len(np.unique(assigned)) == 4
+
+
+def _assign(args):
+    sys.path.insert(0, str(ROOT / "jobs"))
+    try:
+        import assign as assign_job
+    finally:
+        sys.path.pop(0)
+    return assign_job.main(args)
+
+
 def test_constraint_id_missing_from_the_data_is_one_line(ray_cluster, blob_parquet, tmp_path, capsys):
     d, _, _ = blob_parquet
     pairs = tmp_path / "pairs.csv"
@@ -167,8 +191,18 @@ def test_resume_continues_from_the_first_checkpoint(ray_cluster, tmp_path):
          "NaN or infinite feature at row 1, feature 0: nan"),
         (lambda d: _two_files_nan_in_second(d), ["--k", "2"], "1 rows with NaN or infinite features; first: row id part-1.parquet:2 has a NaN or infinite feature 0: inf"),
         (lambda d: _parquet(d, {"x": [1.0, 2.0, 3.0]}), ["--k", "5"], "n_rows=3, fewer than k=5"),
+        (lambda d: _parquet(d, {"x": [1.0, 2.0, 3.0]}), ["--k", "auto", "--k-range", "3,2"],
+         "--k-range=3,2: MIN should be <= MAX"),
+        (lambda d: _parquet(d, {"x": [1.0, 2.0, 3.0]}), ["--k", "auto", "--k-range", "1,3"],
+         "--k-range=1,3: MIN should be >= 2"),
+        (lambda d: _parquet(d, {"x": [1.0, 2.0, 3.0]}), ["--k", "auto", "--k-range", "2,50"],
+         "--k-range=2,50: MAX should be <= the number of rows, 3"),
+        (lambda d: _parquet(d, {"x": [1.0, 2.0, 3.0]}), ["--k", "auto", "--k-range", "2-5"],
+         "--k-range should be MIN,MAX (two integers), got '2-5'"),
+        (lambda d: _parquet(d, {"x": [1.0, 2.0, 3.0]}), ["--k", "many"], "--k should be an integer >= 2 or 'auto', got 'many'"),
     ],
-    ids=["wrong-path", "missing-column", "nan", "nan-found-by-ray-scan", "rows-lt-k"],
+    ids=["wrong-path", "missing-column", "nan", "nan-found-by-ray-scan", "rows-lt-k", "k-range-min-gt-max",
+         "k-range-min-lt-2", "k-range-max-gt-rows", "k-range-not-two-ints", "k-not-a-number"],
 )
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(ray_cluster, tmp_path, capsys, make_data, extra, message):
     out = tmp_path / "out"

@@ -28,6 +28,7 @@ import ray
 import torch
 
 from ..config import GraphConfig, TrainConfig
+from ..choose_k import DEFAULT_K_RANGE, check_k_range
 from ..constraints import read_constraints
 from ..data.readers import ColumnSpec
 from ..metrics import accuracy, ari, nmi
@@ -69,7 +70,8 @@ def default_sample_rows(n_rows: int) -> int:
 class TrainOptions:
     data: str
     out: str
-    n_clusters: int
+    n_clusters: int | str  # "auto": chosen on the sample within k_range
+    k_range: tuple = DEFAULT_K_RANGE
     columns: ColumnSpec = field(default_factory=ColumnSpec)
     graph: GraphConfig = field(default_factory=GraphConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -193,13 +195,16 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     :class:`ray_ncut.publish.Interrupted` on Ctrl-C, saying what was kept.
     """
     t_start = time.perf_counter()
-    if opts.n_clusters < 2:
+    auto_k = opts.n_clusters == "auto"
+    if not auto_k and opts.n_clusters < 2:
         raise ValueError(f"--k={opts.n_clusters} should be >= 2")
     if opts.workers is not None and opts.workers < 1:
         raise ValueError(f"--workers={opts.workers} should be >= 1")
     out, staging = _plan_out(opts)
     fs = open_feature_set(opts.data, opts.columns)  # fails fast on paths and columns
-    if fs.n_rows < opts.n_clusters:
+    if auto_k:
+        check_k_range(opts.k_range, fs.n_rows, "--k-range")
+    elif fs.n_rows < opts.n_clusters:
         raise ValueError(f"{opts.data} has n_rows={fs.n_rows}, fewer than k={opts.n_clusters}")
     pairs = read_constraints(opts.constraints) if opts.constraints else None
     progress(describe_columns(fs))
@@ -220,8 +225,9 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
     progress(f"[ray_ncut] scanning {opts.data}: {fs.n_rows} rows x {fs.n_features} features in {len(fs.units)} read units")
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
     scaler, X, n_rows, y_sample = scan_statistics(fs, opts.scaling, sample_rows, opts.seed, with_label)
-    if len(X) < opts.n_clusters:
-        raise ValueError(f"training sample has {len(X)} rows, fewer than k={opts.n_clusters}; raise --sample")
+    k_floor = opts.k_range[0] if opts.n_clusters == "auto" else opts.n_clusters
+    if len(X) < k_floor:
+        raise ValueError(f"training sample has {len(X)} rows, fewer than k={k_floor}; raise --sample")
     X_scaled = scaler.transform(X)
     t_scan = time.perf_counter() - t_start
     progress(f"[ray_ncut] scaling {scaler.mode}; training sample {len(X_scaled)} rows ({t_scan:.1f}s)")
@@ -230,7 +236,9 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
     stage["now"] = "preparing the training"
     _open_staging(opts, staging, progress)
     clean_stale_siblings(out, KIND, patterns=("old-*",))
-    head_config = HeadConfig(fs.n_features, opts.n_clusters, tuple(opts.hidden))
+    auto_k = opts.n_clusters == "auto"
+    # with --k auto, k_range's MIN stands in until the k is chosen on the sample
+    head_config = HeadConfig(fs.n_features, opts.k_range[0] if auto_k else opts.n_clusters, tuple(opts.hidden))
     gamma = opts.train.gamma if opts.gamma is None else opts.gamma
     graph, affinity_choice = resolve_affinity(opts.graph, scaler.mode)
     gpus = _gpus_per_worker(opts)
@@ -244,16 +252,20 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
         embedding = _train_embedding(job, X_scaled, siamese, affinity_choice, progress)
         stage["now"] = "preparing the training"
     prep = prepare_training(torch.from_numpy(X_scaled), head_config, graph, opts.train, gamma, opts.seed,
-                            siamese, batch_neighbours=False, embedding=embedding)
+                            siamese, batch_neighbours=False, embedding=embedding,
+                            k_range=tuple(opts.k_range) if auto_k else None)
+    head_config = prep.head.config
     if affinity_choice:
         prep.auto["affinity"] = affinity_choice
+    if auto_k:
+        progress(f"[ray_ncut] --k auto: {prep.auto['k']['reason']}")
     prep_seconds = time.perf_counter() - t_prep
     progress(f"[ray_ncut] prepared in {prep_seconds:.1f}s: {graph.affinity} affinity, "
              f"sigma {prep.auto['sigma']['sigma']:.4g} ({prep.auto['sigma']['mode']}), gamma {prep.train.gamma:g}"
              + (" (auto)" if gamma == "auto" else "") + f", warm start {opts.train.init}")
     init_state = {k: v.detach().clone() for k, v in prep.head.state_dict().items()}
     Z = None if prep.Z is None else prep.Z.numpy()
-    job = replace(job, train=prep.train)
+    job = replace(job, head=head_config, train=prep.train)
     progress(f"[ray_ncut] training {opts.train.loss} with {opts.workers} worker(s), "
              f"{'GPU' if gpus else 'CPU'}, {opts.train.steps} steps of batch {opts.train.batch_size}")
     stage["now"] = "training"
@@ -266,7 +278,7 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
     head = CutHead(head_config)
     head.load_state_dict(state["model"])
     config = {
-        "estimator": {"n_clusters": opts.n_clusters, "loss": opts.train.loss, "gamma": gamma,
+        "estimator": {"n_clusters": opts.n_clusters, "k_range": list(opts.k_range), "loss": opts.train.loss, "gamma": gamma,
                       "n_neighbors": opts.graph.n_neighbors, "sigma": opts.graph.sigma,
                       "local_scaling": opts.graph.local_scaling, "affinity": opts.graph.affinity,
                       "warm_neighbors": opts.graph.warm_neighbors,
@@ -286,7 +298,7 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
     _write_curve(os.path.join(staging, CURVE_FILE), curve)
     summary = {
         "data": opts.data, "rows": n_rows, "sample_rows": len(X_scaled), "features": fs.n_features,
-        "k": opts.n_clusters, "loss": opts.train.loss, "steps": opts.train.steps, "gamma": prep.train.gamma,
+        "k": head_config.n_clusters, "k_choice": prep.auto.get("k"), "loss": opts.train.loss, "steps": opts.train.steps, "gamma": prep.train.gamma,
         "sigma": prep.auto["sigma"]["sigma"], "affinity": graph.affinity, "prepare_seconds": round(prep_seconds, 3),
         "resumed_from_step": state["resumed_from"], "final_loss": curve[-1]["loss"], "final_cut": curve[-1]["cut"], "final_orth": curve[-1]["orth"],
         "workers": opts.workers, "devices": "gpu" if gpus else "cpu", "gpus_per_worker": gpus,
