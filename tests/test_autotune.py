@@ -53,7 +53,7 @@ def test_gamma_search_on_digits_lands_in_the_stable_range():
     assert 1.0 <= found.gamma <= 100.0
 
     def clusters_used(gamma):
-        est = NeuralCut(10, gamma=gamma, init="random", batch_size=500, steps=300, random_state=0).fit(X)
+        est = NeuralCut(10, gamma=gamma, init="random", affinity="knn", batch_size=500, steps=300, random_state=0).fit(X)
         return len(np.unique(est.labels_))
 
     assert clusters_used(found.gamma) == 10
