@@ -289,12 +289,11 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         return self
 
     def _train_one(self, Xt, graph, train, seed, pairs) -> dict:
-        auto_k = self.n_clusters == "auto"
-        k = check_k_range(self.k_range, Xt.shape[0])[0] if auto_k else int(self.n_clusters)  # auto: a placeholder
+        k_range = check_k_range(self.k_range, Xt.shape[0]) if self.n_clusters == "auto" else None
+        k = k_range[0] if k_range else int(self.n_clusters)  # with k_range, a placeholder until k is chosen
         head_config = HeadConfig(Xt.shape[1], k, tuple(self.hidden))
         siamese = SiameseConfig(**{"n_neighbors": graph.n_neighbors, **(self.siamese_params or {})})
-        prep = prepare_training(Xt, head_config, graph, train, self.gamma, seed, siamese,
-                                k_range=check_k_range(self.k_range, Xt.shape[0]) if auto_k else None)
+        prep = prepare_training(Xt, head_config, graph, train, self.gamma, seed, siamese, k_range=k_range)
         gen = torch.Generator().manual_seed(seed + 1)
         batches = training_batches(Xt, prep.train, prep.train.steps, gen, prep.Z, prep.neighbours)
         curve = prep.warm_curve + fit_head(prep.head, batches, graph, prep.train, constraints=pairs, generator=gen,

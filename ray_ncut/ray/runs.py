@@ -225,9 +225,10 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
     progress(f"[ray_ncut] scanning {opts.data}: {fs.n_rows} rows x {fs.n_features} features in {len(fs.units)} read units")
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
     scaler, X, n_rows, y_sample = scan_statistics(fs, opts.scaling, sample_rows, opts.seed, with_label)
-    k_floor = opts.k_range[0] if opts.n_clusters == "auto" else opts.n_clusters
-    if len(X) < k_floor:
-        raise ValueError(f"training sample has {len(X)} rows, fewer than k={k_floor}; raise --sample")
+    auto_k = opts.n_clusters == "auto"
+    k_least = opts.k_range[0] if auto_k else opts.n_clusters  # with --k auto, MIN stands in until k is chosen
+    if len(X) < k_least:
+        raise ValueError(f"training sample has {len(X)} rows, fewer than k={k_least}; raise --sample")
     X_scaled = scaler.transform(X)
     t_scan = time.perf_counter() - t_start
     progress(f"[ray_ncut] scaling {scaler.mode}; training sample {len(X_scaled)} rows ({t_scan:.1f}s)")
@@ -236,9 +237,7 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
     stage["now"] = "preparing the training"
     _open_staging(opts, staging, progress)
     clean_stale_siblings(out, KIND, patterns=("old-*",))
-    auto_k = opts.n_clusters == "auto"
-    # with --k auto, k_range's MIN stands in until the k is chosen on the sample
-    head_config = HeadConfig(fs.n_features, opts.k_range[0] if auto_k else opts.n_clusters, tuple(opts.hidden))
+    head_config = HeadConfig(fs.n_features, k_least, tuple(opts.hidden))
     gamma = opts.train.gamma if opts.gamma is None else opts.gamma
     graph, affinity_choice = resolve_affinity(opts.graph, scaler.mode)
     gpus = _gpus_per_worker(opts)
