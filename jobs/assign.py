@@ -32,6 +32,9 @@ def parse_args(argv=None):
                         "fewer in high dimensions so that the exact search stays cheap: 17,857 at 784 features)")
     p.add_argument("--actors", type=int, help="labelling actors (default: 4 per GPU, sharing it, else one per CPU)")
     p.add_argument("--seed", type=int, default=0, help="seed of the metric's sample")
+    p.add_argument("--drop-invalid", action="store_true",
+                   help="skip rows with a NaN or infinite feature and count them in metrics.json "
+                        "(default: such a row fails the job with one line naming it)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out once the new one is complete, only if ray_ncut wrote it "
                         "and nothing else was added")
@@ -63,7 +66,7 @@ def main(argv=None) -> int:
             model=args.model, data=args.data or training_data(args.model), out=args.out,
             columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column, args.label_column),
             ncut_neighbors=args.ncut_neighbors, ncut_sample=args.ncut_sample,
-            overwrite=args.overwrite, seed=args.seed, actors=args.actors,
+            overwrite=args.overwrite, seed=args.seed, actors=args.actors, drop_invalid=args.drop_invalid,
         )
         print_summary(assign_run(opts))
 
@@ -80,6 +83,10 @@ def print_summary(m: dict) -> None:
         f"Normalized cut {nc['ncut']:.4f} on a {nc['n_neighbors']}-NN graph ({nc['sample']}). "
         f"Published to {m['out']} (labels/part-*.parquet, metrics.json)."
     )
+    dropped = m.get("dropped_invalid")
+    if dropped and dropped["rows"]:
+        print(f"--drop-invalid: skipped {dropped['rows']} rows with NaN or infinite features "
+              f"(first: id {dropped['first_id']}); they have no label")
     print("cluster sizes: " + json.dumps(m["cluster_sizes"]))
 
 

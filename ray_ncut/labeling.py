@@ -86,6 +86,9 @@ class UnitResult:
     sample_cluster: np.ndarray  # (m,) int32
     seconds: float
     error: str = ""  # bad data in this unit: reported, not raised (a Ray task would lose the type)
+    dropped: int = 0  # rows with NaN or infinite features skipped (drop_invalid)
+    first_dropped: str = ""  # the first of them, for the report
+    node: str = ""  # where it ran (set by the Ray actor)
 
 
 def unit_file_name(index: int) -> str:
@@ -102,8 +105,13 @@ def label_unit(
     sample_rate: float,
     seed: int,
     batch_rows: int = 65536,
+    drop_invalid: bool = False,
 ) -> UnitResult:
-    """Read, label and write one unit; return its partial metrics."""
+    """Read, label and write one unit; return its partial metrics.
+
+    With ``drop_invalid`` rows holding a NaN or infinite feature are skipped and
+    counted (``dropped``) instead of failing the unit.
+    """
     import time
 
     import pyarrow as pa
@@ -111,12 +119,15 @@ def label_unit(
 
     t0 = time.perf_counter()
     try:
-        data = read_unit(unit, with_label=with_label)
+        data = read_unit(unit, with_label=with_label, check_finite=not drop_invalid)
         labeler.check_dimension(data["features"].shape[1], unit.source)
     except ValueError as e:  # DataError, or a dimension the model does not take
         k, d = labeler.head.config.n_clusters, labeler.input_dim
         return UnitResult(index, 0, np.zeros(k, np.int64), None, np.zeros((0, d), np.float32),
                           np.zeros(0, np.int32), time.perf_counter() - t0, error=str(e))
+    dropped, first_dropped = 0, ""
+    if drop_invalid:
+        data, dropped, first_dropped = _drop_invalid(data)
     X = data["features"]
     Z_parts, cl_parts, cf_parts = [], [], []
     for s in range(0, len(X), batch_rows):
@@ -130,7 +141,7 @@ def label_unit(
 
     table = pa.table({"id": data["id"], "cluster": cluster, "confidence": conf})
     final = os.path.join(staging_dir, unit_file_name(index))
-    tmp = final + ".tmp"
+    tmp = os.path.join(staging_dir, f".{unit_file_name(index)}.{os.getpid()}.tmp")  # hidden: Parquet readers skip it
     pq.write_table(table, tmp)
     os.replace(tmp, final)  # a half-written file never carries the final name
 
@@ -144,4 +155,15 @@ def label_unit(
         sample_features=Z[keep],
         sample_cluster=cluster[keep],
         seconds=time.perf_counter() - t0,
+        dropped=dropped,
+        first_dropped=first_dropped,
     )
+
+
+def _drop_invalid(data: dict) -> tuple[dict, int, str]:
+    """The unit's rows without NaN or infinite features, how many were dropped, and the first one's id."""
+    finite = np.isfinite(data["features"]).all(axis=1)  # (n,)
+    if finite.all():
+        return data, 0, ""
+    first = str(data["id"][int(np.argmin(finite))])
+    return {name: values[finite] for name, values in data.items()}, int((~finite).sum()), first

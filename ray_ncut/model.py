@@ -96,15 +96,39 @@ def save_model_dir(path: str, head: CutHead, config: dict) -> None:
 
 
 def load_model_dir(path: str) -> tuple[CutHead, dict]:
-    """Read a model directory; returns the head (eval mode, CPU) and the full config dict."""
+    """Read a model directory; returns the head (eval mode, CPU) and the full config dict.
+
+    Raises ``ValueError`` with one line naming the path when the directory is missing,
+    incomplete, corrupt, or written in a format newer than this version reads.
+    """
+    if not os.path.isdir(path):
+        raise ValueError(f"model directory {path} does not exist")
     model_file, config_file = os.path.join(path, MODEL_FILE), os.path.join(path, CONFIG_FILE)
     for f in (model_file, config_file):
         if not os.path.isfile(f):
-            raise ValueError(f"not a ray_ncut model directory: {f} is missing")
-    with open(config_file) as f:
-        config = json.load(f)
-    blob = torch.load(model_file, map_location="cpu", weights_only=True)
-    head = CutHead(HeadConfig(**blob["head_config"]))
-    head.load_state_dict(blob["state_dict"])
+            raise ValueError(f"{path} is not a complete ray_ncut model directory: {os.path.basename(f)} is missing")
+    try:
+        with open(config_file) as f:
+            config = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{config_file} is not readable JSON (corrupt or truncated): {e}") from None
+    _check_format(config, config_file)
+    try:
+        blob = torch.load(model_file, map_location="cpu", weights_only=True)
+        head = CutHead(HeadConfig(**blob["head_config"]))
+        head.load_state_dict(blob["state_dict"])
+    except Exception as e:  # noqa: BLE001 - any failure to read the weights is a corrupt file
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"{model_file} is not a readable ray_ncut model (corrupt or truncated): {first}") from None
     return head.eval(), config
+
+
+def _check_format(config: dict, where: str) -> None:
+    version = config.get("format_version") if isinstance(config, dict) else None
+    if not isinstance(version, int):
+        raise ValueError(f"{where} has no format_version: not written by ray_ncut")
+    if version > FORMAT_VERSION:
+        written_by = config.get("versions", {}).get("ray_ncut", "a newer ray_ncut")
+        raise ValueError(f"{where} is model format {version} (written by ray_ncut {written_by}); this ray_ncut "
+                         f"reads format {FORMAT_VERSION} and older: upgrade ray_ncut to load it")
 

@@ -34,12 +34,14 @@ import glob
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
 
 __all__ = [
     "MARKER_FILE", "OutputError", "Interrupted", "sibling", "check_out", "make_staging", "seal", "is_ours",
     "publish", "remove_ours", "clean_stale_siblings", "write_json_atomic", "is_complete", "is_marked", "local_input_path",
+    "running_owner", "claim_staging",
 ]
 
 MARKER_FILE = "_RAY_NCUT.json"
@@ -198,11 +200,54 @@ def check_out(out: str, kind: str, overwrite: bool, inputs: tuple = ()) -> str:
 # --------------------------------------------------------------------------- staging and publish
 
 
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), to tell it from a
+    later process that reuses its number; ``None`` where /proc is not there."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _owner() -> dict:
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
+
+
+def running_owner(path: str) -> dict | None:
+    """The owner recorded in a staging folder's marker if that process may still run, else ``None``.
+
+    A folder written on another host is taken as running (it cannot be checked from here);
+    one written on this host is running while its process (same pid, same start time) is.
+    """
+    marker = _read_marker(path) or {}
+    owner = marker.get("owner")
+    if not owner or marker.get("complete") or owner.get("pid") == os.getpid():  # sealed: its writer is done
+        return None
+    if owner.get("host") != socket.gethostname():
+        return owner
+    try:
+        os.kill(int(owner["pid"]), 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        return owner
+    started = _process_start(int(owner["pid"]))
+    return owner if started is None or owner.get("start") in (None, started) else None
+
+
 def make_staging(path: str, kind: str) -> str:
-    """Create a staging folder carrying an (empty) marker, so that it is known to be ours."""
+    """Create a staging folder carrying an (empty) marker naming this process as its owner,
+    so that it is known to be ours and, while this process runs, in use."""
     os.makedirs(path)
     _write_marker(path, kind, files=[], complete=False)
     return path
+
+
+def claim_staging(path: str, kind: str) -> None:
+    """Take over a dead run's staging folder (``--resume``): its marker now names this process."""
+    _write_marker(path, kind, files=(_read_marker(path) or {}).get("files", []), complete=False)
 
 
 def _write_marker(path: str, kind: str, files: list[str], complete: bool) -> None:
@@ -211,6 +256,7 @@ def _write_marker(path: str, kind: str, files: list[str], complete: bool) -> Non
     write_json_atomic(os.path.join(path, MARKER_FILE), {
         "written_by": WRITER, "kind": kind, "version": __version__, "complete": complete,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files,
+        "owner": _owner(),
     })
 
 
@@ -267,8 +313,10 @@ def publish(staging: str, out: str, kind: str) -> None:
 def clean_stale_siblings(out: str, kind: str, patterns: tuple = ("staging-*", "old-*")) -> list[str]:
     """Remove leftovers of dead runs beside ``out`` that carry our marker; returns them.
 
-    A run that died between the two renames of :func:`publish` left no ``out`` and the
-    previous output at ``.NAME.old-*``: that one is first renamed back into place.
+    A folder whose owning process still runs (:func:`running_owner`: a concurrent run of
+    the same output) is left alone. A run that died between the two renames of
+    :func:`publish` left no ``out`` and the previous output at ``.NAME.old-*``: that one
+    is first renamed back into place.
     """
     if not os.path.lexists(out):
         olds = [p for p in glob.glob(sibling(out, "old-*")) if is_complete(p, kind)]
@@ -277,6 +325,6 @@ def clean_stale_siblings(out: str, kind: str, patterns: tuple = ("staging-*", "o
     removed = []
     for pattern in patterns:
         for stale in glob.glob(sibling(out, pattern)):
-            if remove_ours(stale, kind):
+            if running_owner(stale) is None and remove_ours(stale, kind):
                 removed.append(stale)
     return removed

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from jobs_helpers import forget_address
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local test cluster only
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -27,7 +29,8 @@ def _ray_cli(*args, **kw):
 
 @pytest.fixture(scope="session")
 def ray_cluster(tmp_path_factory):
-    """Address info of a 2-CPU head started for this session: ``{"gcs", "dashboard"}``."""
+    """A 2-CPU head started for this session: ``{"gcs", "dashboard", "pid"}`` (pid: its ``ray start``
+    process, whose descendants are the cluster's processes)."""
     import ray
 
     gcs_port, dash_port = _free_port(), _free_port()
@@ -48,7 +51,7 @@ def ray_cluster(tmp_path_factory):
         time.sleep(1)
     os.environ["RAY_ADDRESS"] = address  # jobs run in-process by tests join this cluster
     ray.init(address=address, logging_level="WARNING")
-    yield {"gcs": address, "dashboard": f"http://127.0.0.1:{dash_port}"}
+    yield {"gcs": address, "dashboard": f"http://127.0.0.1:{dash_port}", "pid": head.pid}
     ray.shutdown()
     os.environ.pop("RAY_ADDRESS", None)
     os.killpg(head.pid, signal.SIGTERM)
@@ -57,19 +60,4 @@ def ray_cluster(tmp_path_factory):
     except subprocess.TimeoutExpired:
         os.killpg(head.pid, signal.SIGKILL)
     log.close()
-    _forget_address(gcs_port)
-
-
-def _forget_address(gcs_port: int) -> None:
-    """Remove Ray's record of this head as the machine's latest cluster, as `ray stop` would,
-    so that a later plain ``ray.init()`` on this machine does not try the dead address."""
-    from ray._private.utils import get_ray_address_file
-
-    record = get_ray_address_file(None)
-    try:
-        with open(record) as f:
-            ours = f.read().strip().endswith(f":{gcs_port}")
-        if ours:
-            os.remove(record)
-    except FileNotFoundError:
-        pass
+    forget_address(gcs_port)

@@ -5,11 +5,9 @@ token authentication, several Ray clusters on one machine."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import psutil
@@ -18,18 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.datasets import make_blobs
 
+from jobs_helpers import ROOT, free_port, job, ray_workers, start_job, survivors, wait_for
 from ray_ncut import NeuralCut
 from ray_ncut.metrics import accuracy
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--steps", "60", "--batch-size", "300", "--hidden", "32,32", "--checkpoint-every", "30"]
 # long enough to be interrupted after its first checkpoint, short enough to resume quickly
 LONG = ["--steps", "1500", "--batch-size", "300", "--hidden", "32,32", "--checkpoint-every", "100"]
-
-
-def job(name, args, env=None, cwd=None, timeout=300):
-    return subprocess.run([sys.executable, str(ROOT / "jobs" / name), *args], capture_output=True, text=True,
-                          env=env, cwd=cwd, timeout=timeout)
 
 
 def error_lines(done):
@@ -162,40 +155,6 @@ def test_a_label_column_is_never_a_feature_and_quality_is_reported_on_the_sample
 # --------------------------------------------------------------------------- interrupted from outside
 
 
-def start_job(name, args, cwd=None):
-    """A job in its own process group, as a terminal runs it (Ctrl-C reaches the whole group),
-    on the session cluster."""
-    return subprocess.Popen([sys.executable, str(ROOT / "jobs" / name), *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=_default_sigint)
-
-
-def _default_sigint():
-    # A shell without job control starts background commands with SIGINT ignored, and Python
-    # keeps an inherited SIG_IGN: the suite run as `cmd &` would then test nothing.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def wait_for(predicate, proc, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        time.sleep(0.2)
-    raise AssertionError("timed out")
-
-
-def ray_workers():
-    """pid -> name of the cluster's worker processes that run something (idle ones are pooled)."""
-    found = {}
-    for p in psutil.process_iter(["name"]):
-        name = p.info["name"] or ""
-        if name.startswith("ray::") and name != "ray::IDLE":
-            found[p.pid] = name
-    return found
-
-
 def interrupt(proc, sig, workers_before):
     """Send ``sig`` to the job's process group; returns (stderr, the processes the job started):
     its own tree and the cluster workers that appeared for it (its actors, its train workers)."""
@@ -205,16 +164,6 @@ def interrupt(proc, sig, workers_before):
     os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
     return err, started
-
-
-def survivors(started, grace=30):
-    deadline = time.time() + grace
-    while time.time() < deadline:
-        alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-        if not alive:
-            return []
-        time.sleep(0.5)
-    return [p.name() for p in alive]
 
 
 def model_bytes(path):
@@ -291,12 +240,6 @@ def test_sigint_during_labelling_publishes_nothing_and_keeps_the_previous_labels
 # --------------------------------------------------------------------------- a head started here, with token auth
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def token_head(ray_cluster, tmp_path_factory):
     """A second Ray head on this machine with token authentication, as README's commands start one."""
@@ -304,12 +247,12 @@ def token_head(ray_cluster, tmp_path_factory):
     token.write_text(os.urandom(32).hex())
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
     env.pop("RAY_ADDRESS", None)
-    gcs, dash = _free_port(), _free_port()
+    gcs, dash = free_port(), free_port()
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     head = subprocess.Popen(
         [ray_bin, "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2", "--num-gpus=0",
          "--include-dashboard=true", f"--dashboard-port={dash}", "--object-store-memory=500000000",
-         "--dashboard-agent-listen-port", str(_free_port()), "--disable-usage-stats"],
+         "--dashboard-agent-listen-port", str(free_port()), "--disable-usage-stats"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     deadline = time.time() + 120

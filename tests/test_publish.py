@@ -13,6 +13,7 @@ from ray_ncut.publish import (
     is_ours,
     make_staging,
     publish,
+    running_owner,
     seal,
     sibling,
 )
@@ -135,3 +136,34 @@ def test_cleanup_removes_only_our_leftovers_and_restores_an_output_lost_between_
     assert removed == [ours]
     assert (theirs / "keep.txt").exists()
     assert (out / "metrics.json").read_text() == "content of metrics.json"  # the previous output is back
+
+
+def test_cleanup_leaves_a_running_runs_staging_and_removes_it_once_its_process_is_dead(tmp_path):
+    """A concurrent run of the same output is never cleaned away; a killed one's leftovers are."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "labels"
+    staging = sibling(out, "staging-other")
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from ray_ncut.publish import make_staging; "
+        f"make_staging({staging!r}, 'labels'); print('made', flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "made"
+        owner = running_owner(staging)
+        assert owner is not None and owner["pid"] == child.pid
+        assert clean_stale_siblings(str(out), "labels") == [] and os.path.isdir(staging)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert running_owner(staging) is None
+    assert clean_stale_siblings(str(out), "labels") == [staging] and not os.path.exists(staging)
+
+
+def test_a_sealed_folder_or_one_from_this_process_is_not_running(tmp_path):
+    staging = make_staging(sibling(tmp_path / "m", "training"), "model")
+    assert running_owner(staging) is None  # this process: its own leftovers are its to clean
+    seal(staging, "model")
+    assert running_owner(staging) is None

@@ -1,8 +1,6 @@
 """jobs/train.py on Ray Data + Ray Train: quality, ray job submit, resume, retries, bad input."""
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -32,16 +30,6 @@ def train(args, check=True):
     if check:
         assert code == 0
     return code
-
-
-def options(data, out, **kw):
-    """TrainOptions for calling the library directly (test hooks need that)."""
-    from ray_ncut.config import TrainConfig
-    from ray_ncut.ray.runs import TrainOptions
-
-    train_cfg = TrainConfig(steps=kw.pop("steps", 60), batch_size=300)
-    return TrainOptions(data=data, out=str(out), n_clusters=4, train=train_cfg, hidden=(64, 64),
-                        checkpoint_every=30, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -154,32 +142,6 @@ def test_constraint_id_missing_from_the_data_is_one_line(ray_cluster, blob_parqu
                   "--constraints", str(pairs), *SMALL], check=False)
     assert code == 2 and not out.exists()
     assert "--constraints: 1 id(s) not found in the data, e.g. '999999'" in capsys.readouterr().err
-
-
-def test_failed_worker_is_retried_from_the_last_checkpoint(ray_cluster, tmp_path):
-    from ray_ncut.ray.runs import train_run
-
-    marker = tmp_path / "failed-once"
-    opts = options(BLOBS, tmp_path / "run", workers=2,
-                   test_hooks={"inject_failure_at": 45, "inject_marker": str(marker)})
-    summary = train_run(opts, progress=lambda *_: None)
-    assert marker.exists()  # the failure did happen
-    assert summary["resumed_from_step"] == 30  # the retry started at the checkpoint, not 0
-    steps = [int(line.split(",")[0]) for line in (tmp_path / "run" / "curve.csv").read_text().splitlines()[1:]]
-    assert steps == list(range(60))
-
-
-def test_resume_continues_from_the_first_checkpoint(ray_cluster, tmp_path):
-    from ray_ncut.ray.runs import train_run
-
-    out = tmp_path / "run"
-    hooks = {"inject_failure_at": 45, "inject_marker": str(tmp_path / "stop")}
-    with pytest.raises(Exception):
-        train_run(options(BLOBS, out, workers=1, max_failures=0, test_hooks=hooks), progress=lambda *_: None)
-    assert not (out / "summary.json").exists()
-    summary = train_run(options(BLOBS, out, workers=1, resume=True), progress=lambda *_: None)
-    assert summary["resumed_from_step"] == 30
-    assert len((out / "curve.csv").read_text().splitlines()) == 61
 
 
 @pytest.mark.parametrize(

@@ -140,8 +140,6 @@ def _resolve_parquet_columns(schema, cols: ColumnSpec, where: str) -> dict:
 
 
 def _plan_parquet(uri: str, cols: ColumnSpec) -> list[ReadUnit]:
-    import pyarrow.parquet as pq
-
     fs, files = _parquet_files(uri)
     units, resolved = [], None
     root = os.path.commonpath(files) if len(files) > 1 else os.path.dirname(files[0])

@@ -134,14 +134,15 @@ class FeatureSet:
         return sum(u.rows for u in self.units)
 
 
-def open_feature_set(uri: str, columns: ColumnSpec | None = None) -> FeatureSet:
-    """Plan ``uri`` and read its first unit to learn (and check) the feature dimension."""
+def open_feature_set(uri: str, columns: ColumnSpec | None = None, check_finite: bool = True) -> FeatureSet:
+    """Plan ``uri`` and read its first unit to learn (and check) the feature dimension;
+    ``check_finite=False`` where the caller skips invalid rows instead of failing on them."""
     columns = columns or ColumnSpec()
     units = plan_units(uri, columns)
     first = next((u for u in units if u.rows > 0), None)
     if first is None:
         raise ValueError(f"{uri} has no rows")
-    d = read_unit(first, with_label=False)["features"].shape[1]
+    d = read_unit(first, with_label=False, check_finite=check_finite)["features"].shape[1]
     return FeatureSet(uri, columns, units, d)
 
 

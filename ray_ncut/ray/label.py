@@ -68,22 +68,26 @@ class AssignOptions:
     overwrite: bool = False
     seed: int = 0
     actors: int | None = None
+    drop_invalid: bool = False  # skip and count rows with NaN/inf features instead of failing
 
 
 class UnitLabelActor:
     """Ray Data callable class: a batch of unit indices -> one pickled UnitResult per unit."""
 
-    def __init__(self, model_dir, units, staging_dir, with_label, sample_rate, seed):
+    def __init__(self, model_dir, units, staging_dir, with_label, sample_rate, seed, drop_invalid):
         self.labeler = ClusterLabeler(model_dir)
         self.units, self.staging_dir = units, staging_dir
         self.with_label, self.sample_rate, self.seed = with_label, sample_rate, seed
+        self.drop_invalid = drop_invalid
+        self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict) -> dict:
-        results = [
-            label_unit(self.labeler, self.units[int(i)], int(i), self.staging_dir,
-                       self.with_label, self.sample_rate, self.seed)
-            for i in batch["id"]
-        ]
+        results = []
+        for i in batch["id"]:
+            r = label_unit(self.labeler, self.units[int(i)], int(i), self.staging_dir,
+                           self.with_label, self.sample_rate, self.seed, drop_invalid=self.drop_invalid)
+            r.node = self.node
+            results.append(r)
         return {"result": np.array([pickle.dumps(r) for r in results], dtype=object)}
 
 
@@ -110,24 +114,26 @@ def pool_resources(n_units: int, actors: int | None) -> tuple[int, dict]:
 # --------------------------------------------------------------------------- output checks
 
 
-def validate_staging(staging: str, expected_rows: int) -> int:
-    """Row count equals the input's and ids are unique, read back from the staged files."""
+def validate_staging(staging: str, expected_rows: int, k: int) -> np.ndarray:
+    """Read the staged files back: the row count must equal the input's (less dropped rows) and
+    the ids be unique. Returns the cluster sizes (k,) counted from what was written, so that
+    the published metrics count each published row exactly once, whatever was retried."""
     import pyarrow.dataset as pads
 
     files = sorted(glob.glob(os.path.join(staging, LABELS_SUBDIR, "part-*.parquet")))
     dataset = pads.dataset(files, format="parquet")
-    hashes, rows = [], 0
-    for batch in dataset.to_batches(columns=["id"]):
-        ids = batch.column(0).to_numpy(zero_copy_only=False)
-        hashes.append(hash_ids(ids))
-        rows += len(ids)
+    hashes, sizes = [], np.zeros(k, np.int64)
+    for batch in dataset.to_batches(columns=["id", "cluster"]):
+        hashes.append(hash_ids(batch.column(0).to_numpy(zero_copy_only=False)))
+        sizes += np.bincount(batch.column(1).to_numpy(), minlength=k)
+    rows = int(sizes.sum())
     if rows != expected_rows:
         raise RuntimeError(f"staged labels have {rows} rows, the input has {expected_rows}; not publishing")
     if duplicate_hashes(hashes):  # a real duplicate, or (rarely) a 64-bit hash collision: check exactly
         dup = repeated_values(dataset.to_table(columns=["id"]).column(0).to_numpy(zero_copy_only=False))
         if dup:
             raise ValueError(f"ids are not unique: {len(dup)} repeated, e.g. {dup[0]!r}; not publishing")
-    return rows
+    return sizes
 
 
 # --------------------------------------------------------------------------- the job
@@ -138,7 +144,7 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     t_start = time.perf_counter()
     out = check_out(opts.out, KIND, opts.overwrite, inputs=(opts.data, opts.model))
     head, model_config = load_model_dir(opts.model)
-    fs = open_feature_set(opts.data, opts.columns)
+    fs = open_feature_set(opts.data, opts.columns, check_finite=not opts.drop_invalid)
     if fs.n_features != head.config.input_dim:
         raise ValueError(f"{opts.data} has {fs.n_features} features, but the model expects {head.config.input_dim}")
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
@@ -155,6 +161,8 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
                                      t_start, t_ready, progress)
         write_json_atomic(os.path.join(staging, METRICS_FILE), metrics)
         open(os.path.join(staging, SUCCESS_FILE), "w").close()
+        for partial in glob.glob(os.path.join(staging, LABELS_SUBDIR, ".*.tmp")):  # of a task killed mid-write
+            os.remove(partial)
         seal(staging, KIND)
         publish(staging, out, KIND)
     except KeyboardInterrupt:
@@ -175,13 +183,19 @@ def _label_and_measure(opts, fs, k, model_config, staging, with_label, out, t_st
 
     result = _label_all(opts, fs, k, staging, with_label, progress)
     t_labelled = time.perf_counter()
-    rows = validate_staging(staging, fs.n_rows)
+    sizes = validate_staging(staging, fs.n_rows - result["dropped"], k)
+    if not np.array_equal(sizes, result["sizes"]):  # the units' partials disagree with the files
+        raise RuntimeError(f"cluster sizes counted by the labelling tasks {result['sizes'].tolist()} differ from "
+                           f"the written files' {sizes.tolist()}; not publishing")
+    rows = int(sizes.sum())
     t_validated = time.perf_counter()
     cut = knn_cut(result["sample_Z"], result["sample_cluster"], k, opts.ncut_neighbors)
     t_cut = time.perf_counter()
     metrics = {
         "rows": rows,
-        "cluster_sizes": result["sizes"].tolist(),
+        "cluster_sizes": sizes.tolist(),
+        "dropped_invalid": {"rows": result["dropped"], "first_id": result["first_dropped"]} if opts.drop_invalid else None,
+        "nodes": result["nodes"],
         "normalized_cut": {
             "ncut": cut["ncut"], "rcut": cut["rcut"], **cut["graph"],
             "sample": "all rows" if cut["graph"]["rows"] == rows else f"uniform sample of {cut['graph']['rows']} rows",
@@ -209,27 +223,30 @@ def _label_all(opts, fs, k, staging, with_label, progress) -> dict:
 
     ncut_sample = opts.ncut_sample or default_metric_sample(fs.n_features)
     sample_rate = min(1.0, ncut_sample / max(fs.n_rows, 1))
-    ds = ray.data.range(len(fs.units), override_num_blocks=len(fs.units)).map_batches(
+    # The unit indices are made on the driver (no read tasks competing with the actors for
+    # CPUs), and the pool may shrink: after a node is lost the job goes on with the actors
+    # that fit on the nodes left instead of waiting for the lost capacity.
+    units = ray.data.from_items([{"id": i} for i in range(len(fs.units))], override_num_blocks=len(fs.units))
+    ds = units.map_batches(
         UnitLabelActor,
         fn_constructor_args=(os.path.abspath(opts.model), fs.units, os.path.join(staging, LABELS_SUBDIR),
-                             with_label, sample_rate, opts.seed),
+                             with_label, sample_rate, opts.seed, opts.drop_invalid),
         batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=size),
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size),
         **per_actor,
     )
     progress(f"[ray_ncut] labelling {fs.n_rows} rows in {len(fs.units)} units with {size} actor(s)")
     t0, done, last = time.perf_counter(), 0, 0.0
     first = None  # (seconds, rows) when the first unit came back: the pool is up
-    sizes, cont, Zs, cls = np.zeros(k, np.int64), None, [], []
+    results: dict[int, object] = {}  # unit -> its result: a unit that came back twice counts once
     for row in ds.iter_rows():
         r = pickle.loads(row["result"])
         if r.error:
             raise DataError(r.error)  # stops the pool; the staging directory is removed
-        sizes += r.sizes
-        cont = merge_contingency(cont, r.contingency)
-        Zs.append(r.sample_features)
-        cls.append(r.sample_cluster)
-        done += r.rows
+        if r.unit in results:
+            continue
+        results[r.unit] = r
+        done += r.rows + r.dropped
         now = time.perf_counter() - t0
         first = first or (now, done)
         if now - last > 5 or done == fs.n_rows:
@@ -238,5 +255,22 @@ def _label_all(opts, fs, k, staging, with_label, progress) -> dict:
     seconds = time.perf_counter() - t0
     # Rows/s once the pool is up (actor start-up excluded); the whole stage's rate where one unit.
     steady = (done - first[1]) / (seconds - first[0]) if done > first[1] and seconds > first[0] else done / seconds
-    return {"sizes": sizes, "contingency": cont, "sample_Z": np.concatenate(Zs),
-            "sample_cluster": np.concatenate(cls), "seconds": seconds, "steady_rows_per_second": steady}
+    return {**_merge(results, k), "seconds": seconds, "steady_rows_per_second": steady}
+
+
+def _merge(results: dict, k: int) -> dict:
+    """The units' partials merged (in unit order, so the metric's sample does not depend on timing)."""
+    ordered = [results[u] for u in sorted(results)]
+    cont = None
+    for r in ordered:
+        cont = merge_contingency(cont, r.contingency)
+    dropped = [r for r in ordered if r.dropped]
+    return {
+        "sizes": sum((r.sizes for r in ordered), np.zeros(k, np.int64)),
+        "contingency": cont,
+        "sample_Z": np.concatenate([r.sample_features for r in ordered]),
+        "sample_cluster": np.concatenate([r.sample_cluster for r in ordered]),
+        "dropped": sum(r.dropped for r in ordered),
+        "first_dropped": dropped[0].first_dropped if dropped else "",
+        "nodes": len({r.node for r in ordered}),
+    }

@@ -39,11 +39,13 @@ from ..publish import (
     Interrupted,
     OutputError,
     check_out,
+    claim_staging,
     clean_stale_siblings,
     is_marked,
     make_staging,
     publish,
     remove_ours,
+    running_owner,
     seal,
     sibling,
     write_json_atomic,
@@ -88,7 +90,6 @@ class TrainOptions:
     max_failures: int = 2
     resume: bool = False
     overwrite: bool = False
-    test_hooks: dict = field(default_factory=dict)
 
 
 def _plan_out(opts: TrainOptions) -> tuple[str, str]:
@@ -100,6 +101,10 @@ def _plan_out(opts: TrainOptions) -> tuple[str, str]:
     interrupted = os.path.lexists(staging)
     if interrupted and not is_marked(staging, KIND):
         raise OutputError(f"{staging} exists and was not written by ray_ncut; move it to train into {out}")
+    owner = running_owner(staging) if interrupted else None
+    if owner:
+        raise OutputError(f"another training run of {out} is in progress (pid {owner['pid']} on {owner['host']}, "
+                          f"working in {staging}); wait for it to end or stop it first")
     if opts.resume and not interrupted:
         done = " (the model there is complete; pass --overwrite to train a new one)" if os.path.isdir(out) else ""
         raise OutputError(f"--resume: no interrupted run of {out} to continue: {staging} is missing{done}")
@@ -114,6 +119,7 @@ def _plan_out(opts: TrainOptions) -> tuple[str, str]:
 def _open_staging(opts: TrainOptions, staging: str, progress) -> None:
     """Called once the input has been read and validated: only then is anything written."""
     if opts.resume:
+        claim_staging(staging, KIND)  # a concurrent run now sees this one as running
         return
     if remove_ours(staging, KIND):
         progress(f"[ray_ncut] --overwrite: discarded the interrupted run at {staging}")
@@ -269,7 +275,7 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
              f"{'GPU' if gpus else 'CPU'}, {opts.train.steps} steps of batch {opts.train.batch_size}")
     stage["now"] = "training"
     t_train = time.perf_counter()
-    state = run_training(job, X_scaled, init_state, opts.test_hooks, Z=Z, constraints=constraints)
+    state = run_training(job, X_scaled, init_state, Z=Z, constraints=constraints)
     curve = state["curve"]
     train_seconds = time.perf_counter() - t_train
 
@@ -300,7 +306,7 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
         "k": head_config.n_clusters, "k_choice": prep.auto.get("k"), "loss": opts.train.loss, "steps": opts.train.steps, "gamma": prep.train.gamma,
         "sigma": prep.auto["sigma"]["sigma"], "affinity": graph.affinity, "prepare_seconds": round(prep_seconds, 3),
         "resumed_from_step": state["resumed_from"], "final_loss": curve[-1]["loss"], "final_cut": curve[-1]["cut"], "final_orth": curve[-1]["orth"],
-        "workers": opts.workers, "devices": "gpu" if gpus else "cpu", "gpus_per_worker": gpus,
+        "workers": opts.workers, "nodes": len(state.get("nodes", [])), "devices": "gpu" if gpus else "cpu", "gpus_per_worker": gpus,
         "scan_seconds": round(t_scan, 3), "train_seconds": round(train_seconds, 3),
         "loop_seconds": round(state["loop_seconds"], 3),
         "sample_quality": _sample_quality(head, X_scaled, y_sample),

@@ -47,10 +47,6 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.pt"
 
 
-class InjectedFailure(RuntimeError):
-    """Raised by the test hook ``inject_failure_at`` to exercise retries."""
-
-
 def default_workers() -> int:
     """One worker per GPU where the cluster has GPUs; otherwise one per node, using all of
     the node's cores (measured: DDP between CPU workers on one node only adds overhead)."""
@@ -106,9 +102,19 @@ def _checkpoint(model, opt, **state) -> Checkpoint:
     return Checkpoint.from_directory(tmp)
 
 
-def _save_state(head, opt, sched, step, curve, resumed_from, loop_seconds) -> Checkpoint:
+def _save_state(head, opt, sched, step, curve, resumed_from, loop_seconds, nodes) -> Checkpoint:
     return _checkpoint(head, opt, sched=sched.state_dict(), step=step, curve=curve, resumed_from=resumed_from,
-                       loop_seconds=loop_seconds)
+                       loop_seconds=loop_seconds, nodes=nodes)
+
+
+def _worker_nodes(world: int) -> list[str]:
+    """The Ray node ids the run's workers are on (every rank takes part), for the summary."""
+    node = ray.get_runtime_context().get_node_id()
+    if world == 1 or not torch.distributed.is_initialized():
+        return [node]
+    every = [None] * world
+    torch.distributed.all_gather_object(every, node)
+    return sorted(set(every))
 
 
 def load_state(checkpoint: Checkpoint) -> dict:
@@ -134,6 +140,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     state = load_state(ckpt) if ckpt else None
     head.load_state_dict(state["model"] if state else cfg["init_state"])
     model = ray.train.torch.prepare_model(head)  # DDP (when world > 1) on the worker's device
+    nodes = _worker_nodes(ctx.get_world_size())
     opt, sched = make_optimizer(model, train)
     if state:
         opt.load_state_dict(state["opt"])
@@ -153,10 +160,6 @@ def train_loop_per_worker(cfg: dict) -> None:
         terms = fit_head(model, batches, graph, train, chunk_start, opt, sched, constraints=constraints, generator=gen)
         step = chunk_start + n
         loop_seconds += time.perf_counter() - t0
-        fail_at = cfg.get("inject_failure_at")
-        if fail_at is not None and chunk_start < fail_at <= step and not os.path.exists(cfg["inject_marker"]):
-            open(cfg["inject_marker"], "w").close()
-            raise InjectedFailure(f"injected failure at step {step}")
         curve += terms
         last = terms[-1]
         metrics = {"step": step, "loss": last["loss"], "cut": last["cut"], "orth": last["orth"],
@@ -164,7 +167,7 @@ def train_loop_per_worker(cfg: dict) -> None:
         if rank == 0:
             _progress(f"[ray_ncut] step {step}/{train.steps} loss {last['loss']:.4f} cut {last['cut']:.4f} "
                       f"orth {last['orth']:.4f} ({metrics['steps_per_s']:.1f} steps/s)")
-            ray.train.report(metrics, checkpoint=_save_state(model, opt, sched, step, curve, start, loop_seconds))
+            ray.train.report(metrics, checkpoint=_save_state(model, opt, sched, step, curve, start, loop_seconds, nodes))
         else:
             ray.train.report(metrics, checkpoint=None)
 
@@ -224,8 +227,8 @@ class TrainJob:
     max_failures: int = 2
 
 
-def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hooks: dict | None = None,
-                 Z: np.ndarray | None = None, constraints: dict | None = None):
+def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: np.ndarray | None = None,
+                 constraints: dict | None = None):
     """Train on the scaled sample X (m, d) with ``job.workers`` Ray Train workers.
 
     ``Z`` (m, e) is the learned embedding the affinities use, if any; ``constraints``
@@ -233,8 +236,9 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hoo
     gets all of them).
 
     Returns the final checkpoint's state: ``model`` (the head's state dict), ``curve``,
-    ``resumed_from`` (the step the last attempt started at) and ``loop_seconds``
-    (rank 0's time in the training loop during that attempt); re-running with the same storage path and run name resumes from the
+    ``resumed_from`` (the step the last attempt started at), ``loop_seconds``
+    (rank 0's time in the training loop during that attempt) and ``nodes`` (the Ray
+    node ids of the last attempt's workers); re-running with the same storage path and run name resumes from the
     latest checkpoint, and so does a retry after a worker failure.
     """
     cfg = {
@@ -248,7 +252,6 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, test_hoo
         # In a list, so that Ray passes the reference itself rather than resolving it.
         "sample": [ray.put(np.ascontiguousarray(X_scaled if Z is None else np.hstack([X_scaled, Z]), dtype=np.float32))],
         "constraints": constraints,
-        **(test_hooks or {}),
     }
     return _run(train_loop_per_worker, cfg, job, job.run_name)
 
@@ -279,6 +282,8 @@ def _run(loop, cfg: dict, job: TrainJob, run_name: str) -> dict:
             num_workers=job.workers,
             use_gpu=job.gpus_per_worker > 0,
             resources_per_worker=worker_resources(job.workers, job.gpus_per_worker),
+            # CPU workers are one per node by default (default_workers): spread them over the nodes
+            placement_strategy="PACK" if job.gpus_per_worker > 0 else "SPREAD",
         ),
         run_config=RunConfig(
             name=run_name,

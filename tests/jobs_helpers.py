@@ -1,0 +1,103 @@
+"""Running the jobs as real processes, and finding and killing the processes they start.
+
+Shared by the job-safety and reliability tests. Faults are injected from outside: a
+signal to the job's process group, or SIGKILL to a Ray worker found by its process title.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+RAY_BIN = os.path.join(os.path.dirname(sys.executable), "ray")
+
+# Ray's process titles of the workers the jobs start (as `ps` shows them)
+LABEL_ACTOR = "MapBatches(UnitLabelActor)"
+TRAIN_WORKER = "ray::RayTrainWorker"
+
+
+def job(name, args, env=None, cwd=None, timeout=300):
+    """Run ``jobs/<name>`` to the end; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, str(ROOT / "jobs" / name), *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+def start_job(name, args, cwd=None, env=None):
+    """A job in its own process group, as a terminal runs it (Ctrl-C reaches the whole group)."""
+    return subprocess.Popen([sys.executable, str(ROOT / "jobs" / name), *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_default_sigint)
+
+
+def _default_sigint():
+    # A shell without job control starts background commands with SIGINT ignored, and Python
+    # keeps an inherited SIG_IGN: the suite run as `cmd &` would then test nothing.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def wait_for(predicate, proc, timeout=180):
+    """Poll ``predicate`` until it is true; fails if ``proc`` ends first or time runs out."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def ray_workers():
+    """pid -> title of the Ray worker processes that run something (idle ones are pooled)."""
+    found = {}
+    for p in psutil.process_iter(["name", "cmdline"]):
+        name = p.info["name"] or ""
+        if name.startswith("ray::") and name != "ray::IDLE":
+            found[p.pid] = " ".join(p.info["cmdline"] or []) or name
+    return found
+
+
+def kill_worker(title: str, proc, timeout=120) -> int:
+    """SIGKILL one Ray worker process whose title contains ``title``, as the OOM killer would;
+    waits for one to exist (``proc``, the job, must still run). Returns its pid."""
+    found = []
+    wait_for(lambda: found.extend(pid for pid, t in ray_workers().items() if title in t) or found, proc, timeout)
+    os.kill(found[0], signal.SIGKILL)
+    return found[0]
+
+
+def survivors(started, grace=30):
+    """Names of the processes in ``started`` still alive after ``grace`` seconds."""
+    deadline = time.time() + grace
+    while time.time() < deadline:
+        alive = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return []
+        time.sleep(0.5)
+    return [p.name() for p in alive]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def forget_address(gcs_port: int) -> None:
+    """Remove Ray's record of this head as the machine's latest cluster, as `ray stop` would,
+    so that a later plain ``ray.init()`` on this machine does not try the dead address."""
+    from ray._private.utils import get_ray_address_file
+
+    record = get_ray_address_file(None)
+    try:
+        with open(record) as f:
+            ours = f.read().strip().endswith(f":{gcs_port}")
+        if ours:
+            os.remove(record)
+    except FileNotFoundError:
+        pass
