@@ -32,6 +32,10 @@ def parse_args(argv=None):
                         "fewer in high dimensions so that the exact search stays cheap: 17,857 at 784 features)")
     p.add_argument("--actors", type=int, help="labelling actors (default: 4 per GPU, sharing it, else one per CPU)")
     p.add_argument("--seed", type=int, default=0, help="seed of the metric's sample")
+    p.add_argument("--incremental", action="store_true",
+                   help="label only input files that --out does not cover yet (new, or changed in size or "
+                        "modification time, or labelled by another model), reuse the rest, and replace --out "
+                        "(only if ray_ncut wrote it) with old and new rows as one complete output")
     p.add_argument("--drop-invalid", action="store_true",
                    help="skip rows with a NaN or infinite feature and count them in metrics.json "
                         "(default: such a row fails the job with one line naming it)")
@@ -67,6 +71,7 @@ def main(argv=None) -> int:
             columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column, args.label_column),
             ncut_neighbors=args.ncut_neighbors, ncut_sample=args.ncut_sample,
             overwrite=args.overwrite, seed=args.seed, actors=args.actors, drop_invalid=args.drop_invalid,
+            incremental=args.incremental,
         )
         print_summary(assign_run(opts))
 
@@ -77,17 +82,24 @@ def print_summary(m: dict) -> None:
     nc = m["normalized_cut"]
     truth = m.get("ground_truth")
     scores = f" ACC {truth['acc']:.3f}, NMI {truth['nmi']:.3f}, ARI {truth['ari']:.3f};" if truth else ""
+    cut = f" Normalized cut {nc['ncut']:.4f} on a {nc['n_neighbors']}-NN graph ({nc['sample']})." if nc else ""
+    reused = m.get("incremental")
+    fresh = (f" ({m['rows_labelled']} labelled now, {reused['rows_reused']} reused from "
+             f"{reused['files_reused']} unchanged file(s))" if reused else "")
     print(
-        f"\nLabelled {m['rows']} rows of {m['data']['uri']} into {len(m['cluster_sizes'])} clusters in "
-        f"{m['label_seconds']:.1f}s ({m['rows_per_second']:,.0f} rows/s; total {m['seconds']:.1f}s).{scores} "
-        f"Normalized cut {nc['ncut']:.4f} on a {nc['n_neighbors']}-NN graph ({nc['sample']}). "
+        f"\nLabelled {m['rows']} rows{fresh} of {m['data']['uri']} into {len(m['cluster_sizes'])} clusters in "
+        f"{m['label_seconds']:.1f}s ({m['rows_per_second']:,.0f} rows/s; total {m['seconds']:.1f}s).{scores}{cut} "
         f"Published to {m['out']} (labels/part-*.parquet, metrics.json)."
     )
     dropped = m.get("dropped_invalid")
     if dropped and dropped["rows"]:
         print(f"--drop-invalid: skipped {dropped['rows']} rows with NaN or infinite features "
               f"(first: id {dropped['first_id']}); they have no label")
-    print("cluster sizes: " + json.dumps(m["cluster_sizes"]))
+    ids = m.get("cluster_ids", list(range(len(m["cluster_sizes"]))))
+    if ids == list(range(len(ids))):
+        print("cluster sizes: " + json.dumps(m["cluster_sizes"]))
+    else:  # a reclustered model: its clusters carry the previous run's ids
+        print("cluster sizes by id: " + json.dumps(dict(zip(map(str, ids), m["cluster_sizes"]))))
 
 
 if __name__ == "__main__":

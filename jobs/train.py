@@ -18,10 +18,15 @@ import sys
 DEFAULT_DATA = "builtin:blobs?n=200000&d=16&k=10"
 
 
-def parse_args(argv=None):
+def parse_args(argv=None, recluster: bool = False, description: str = __doc__):
+    """The training job's flags; ``recluster`` adds ``--previous`` (jobs/recluster.py)."""
     from ray_ncut.config import AFFINITIES, LOSSES, SCALINGS
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if recluster:
+        p.add_argument("--previous", required=True, metavar="RUN_DIR",
+                       help="the previous run's model directory: its weights start the new head (same k), its "
+                            "feature scaling is kept, and its cluster ids are carried over")
     g = p.add_argument_group("data")
     g.add_argument("--data", default=DEFAULT_DATA,
                    help="Parquet file/dir/glob (local or cloud URI), a .npy file, or builtin:NAME "
@@ -38,7 +43,8 @@ def parse_args(argv=None):
     m = p.add_argument_group("model and loss")
     m.add_argument("--k", default=None,
                    help="number of clusters, >= 2, or 'auto' to choose it label-free within --k-range "
-                        "(required for your data; a built-in set defaults to its classes)")
+                        + ("(default: the previous model's k)" if recluster else
+                           "(required for your data; a built-in set defaults to its classes)"))
     m.add_argument("--k-range", default="2,50", metavar="MIN,MAX",
                    help="the ks that --k auto considers, both included (default 2,50)")
     m.add_argument("--loss", default="ncut", choices=LOSSES, help="ncut (NeuNcut, default), rcut, cnc")
@@ -94,6 +100,8 @@ def _k(args) -> int | str:
     from ray_ncut.data.builtin import parse_builtin
 
     if args.k is None:
+        if getattr(args, "previous", None):
+            return None  # the previous model's k
         if args.data.startswith("builtin:"):
             return parse_builtin(args.data).n_classes
         raise ValueError(f"--k is required for --data {args.data}: the number of clusters, e.g. --k 10, or --k auto")
@@ -148,6 +156,7 @@ def options_from_args(args):
         max_failures=args.max_failures,
         resume=args.resume,
         overwrite=args.overwrite,
+        previous=getattr(args, "previous", None),
     )
 
 
@@ -156,16 +165,16 @@ def _resumed(summary) -> str:
     return f", resumed from step {step}" if step else ""
 
 
-def main(argv=None) -> int:
+def main(argv=None, recluster: bool = False, description: str = __doc__) -> int:
     from ray_ncut.cli import absolute_paths, run_job
 
-    args = parse_args(argv)
+    args = parse_args(argv, recluster, description)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     def work():
         from ray_ncut.ray.runs import train_run
 
-        absolute_paths(args, inputs=("data", "constraints"), outputs=("out",))
+        absolute_paths(args, inputs=("data", "constraints", "previous"), outputs=("out",))
         print_summary(train_run(options_from_args(args)))
 
     return run_job(work, args.debug)
@@ -184,6 +193,11 @@ def print_summary(summary: dict) -> None:
         f"final loss {summary['final_loss']:.4f} (cut {summary['final_cut']:.4f}, orth {summary['final_orth']:.4f}).{scores} "
         f"Model written to {summary['out']}."
     )
+    recluster = summary.get("recluster")
+    if recluster:
+        print(f"Cluster ids carried from {recluster['previous']}: {recluster['matched']} kept, new {recluster['new']}, "
+              f"vanished {recluster['vanished']}; {recluster['churn']:.1%} of the old rows changed cluster "
+              "(recluster.json).")
 
 
 if __name__ == "__main__":

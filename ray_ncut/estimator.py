@@ -10,8 +10,9 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from .config import GraphConfig, TrainConfig
+from .drift import DRIFT_ROWS, fit_state
 from .engine import Constraints, fit_head, subgraph_ncut, training_batches
-from .model import HeadConfig, load_model_dir, save_model_dir
+from .model import HeadConfig, cluster_ids, load_model_dir, save_model_dir
 from .choose_k import DEFAULT_K_RANGE, check_k_range
 from .prepare import prepare_training, resolve_affinity
 from .scaling import FeatureScaler
@@ -130,7 +131,14 @@ class NeuralCut(ClusterMixin, BaseEstimator):
     head_ : CutHead
     scaler_ : FeatureScaler
     labels_ : ndarray of shape (n_samples,)
+    cluster_ids_ : ndarray of shape (n_clusters_,)
+        The stable id of each output: ``arange(n_clusters_)`` after ``fit``; a model directory
+        written by ``jobs/recluster.py`` maps outputs to the ids of the previous run.
     n_features_in_ : int
+    fit_at_training_ : dict
+        The model's fit to (at most 2,000 of) its training rows: the normalized cut of its
+        partition on their kNN graph and the share of low-confidence rows; the labelling job's
+        drift check (:mod:`ray_ncut.drift`) compares new rows with it.
     training_curve_ : list of dict
         Loss terms per step of the kept restart.
     selection_ncut_ : list of float
@@ -284,8 +292,13 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         self.graph_config_, self.train_config_ = graph, run["train"]
         self.n_features_in_ = X.shape[1]
         self.n_clusters_ = self.head_.config.n_clusters
+        self.cluster_ids_ = np.arange(self.n_clusters_)
         self.fit_seconds_ = time.perf_counter() - t0
-        self.labels_ = self._predict_scaled(Xt).argmax(1)
+        proba = self._predict_scaled(Xt)  # (n, k)
+        self.labels_ = proba.argmax(1)
+        keep = np.sort(np.random.default_rng(seed).permutation(len(X))[:DRIFT_ROWS])
+        self.fit_at_training_ = fit_state(Xt[keep].cpu().numpy(), self.labels_[keep], proba[keep].max(1),
+                                          self.n_clusters_, self.n_neighbors, seed)
         return self
 
     def _train_one(self, Xt, graph, train, seed, pairs) -> dict:
@@ -327,8 +340,10 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         return self._predict_scaled(torch.from_numpy(self.scaler_.transform(X)).to(device))
 
     def predict(self, X) -> np.ndarray:
-        """Cluster of each row of X, shape (n,), int64."""
-        return self.predict_proba(X).argmax(1)
+        """Cluster of each row of X, shape (n,), int64: the stable id ``cluster_ids_`` gives the
+        output (the output index itself unless the model was reclustered by the jobs)."""
+        outputs = self.predict_proba(X).argmax(1)  # checks that the model is fitted first
+        return self.cluster_ids_[outputs]
 
     def fit_predict(self, X, y=None) -> np.ndarray:
         return self.fit(X).labels_
@@ -344,6 +359,8 @@ class NeuralCut(ClusterMixin, BaseEstimator):
             "train": self.train_config_.to_dict(),
             "selection_ncut": self.selection_ncut_,
             "auto": self.auto_,
+            "cluster_ids": self.cluster_ids_.tolist(),
+            "fit_at_training": self.fit_at_training_,
         }
 
     def save(self, path: str) -> None:
@@ -360,6 +377,8 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         if est.n_clusters != "auto":
             est.n_clusters = head.config.n_clusters
         est.n_clusters_ = head.config.n_clusters
+        est.cluster_ids_ = cluster_ids(config, head.config.n_clusters)
+        est.fit_at_training_ = config.get("fit_at_training")
         est.head_ = head.to(_resolve_device(est.device))
         est.scaler_ = FeatureScaler.from_dict(config["scaler"])
         est.graph_config_ = GraphConfig.from_dict(config["graph"])

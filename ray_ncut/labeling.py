@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from .data.readers import ReadUnit, read_unit, unit_sample_mask
+from .drift import LOW_CONFIDENCE
 from .metrics import Contingency, contingency_partial
-from .model import load_model_dir
+from .model import cluster_ids, load_model_dir
 from .scaling import FeatureScaler
 
 __all__ = ["ClusterLabeler", "UnitResult", "label_unit", "unit_file_name", "OUTPUT_COLUMNS"]
@@ -39,6 +40,9 @@ def _device(device: str) -> torch.device:
 class ClusterLabeler:
     """Batch predictor: ``{"id", "features" (B, d)} -> {"id", "cluster" int32, "confidence" float32}``.
 
+    ``cluster`` is the model's stable id of the row's cluster (``cluster_ids``: the output index
+    unless the model was reclustered); :meth:`predict` returns the output index.
+
     Parameters
     ----------
     model_dir : str
@@ -53,6 +57,7 @@ class ClusterLabeler:
         self.head = head.to(self.device).eval()
         self.scaler = FeatureScaler.from_dict(config["scaler"])
         self.input_dim = head.config.input_dim
+        self.cluster_ids = cluster_ids(config, head.config.n_clusters).astype(np.int32)  # (k,)
 
     def check_dimension(self, d: int, where: str) -> None:
         if d != self.input_dim:
@@ -60,7 +65,7 @@ class ClusterLabeler:
 
     @torch.no_grad()
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw features (B, d) -> (scaled features (B, d), cluster (B,) int32, confidence (B,) float32)."""
+        """Raw features (B, d) -> (scaled features (B, d), output index (B,) int32, confidence (B,) float32)."""
         Z = self.scaler.transform(X)
         P = self.head.predict_proba(torch.from_numpy(Z).to(self.device))  # (B, k)
         conf, cluster = P.max(1)
@@ -71,7 +76,7 @@ class ClusterLabeler:
         if X.dtype == object or X.ndim == 1:  # a list column arrives as an object array of rows
             X = np.stack(batch["features"]).astype(np.float32)
         _, cluster, conf = self.predict(X)
-        return {"id": batch["id"], "cluster": cluster, "confidence": conf}
+        return {"id": batch["id"], "cluster": self.cluster_ids[cluster], "confidence": conf}
 
 
 @dataclass
@@ -84,6 +89,8 @@ class UnitResult:
     contingency: Contingency | None
     sample_features: np.ndarray  # (m, d) float32, scaled
     sample_cluster: np.ndarray  # (m,) int32
+    sample_confidence: np.ndarray  # (m,) float32
+    low_confidence: int  # rows whose confidence is below drift.LOW_CONFIDENCE
     seconds: float
     error: str = ""  # bad data in this unit: reported, not raised (a Ray task would lose the type)
     dropped: int = 0  # rows with NaN or infinite features skipped (drop_invalid)
@@ -124,7 +131,7 @@ def label_unit(
     except ValueError as e:  # DataError, or a dimension the model does not take
         k, d = labeler.head.config.n_clusters, labeler.input_dim
         return UnitResult(index, 0, np.zeros(k, np.int64), None, np.zeros((0, d), np.float32),
-                          np.zeros(0, np.int32), time.perf_counter() - t0, error=str(e))
+                          np.zeros(0, np.int32), np.zeros(0, np.float32), 0, time.perf_counter() - t0, error=str(e))
     dropped, first_dropped = 0, ""
     if drop_invalid:
         data, dropped, first_dropped = _drop_invalid(data)
@@ -139,7 +146,7 @@ def label_unit(
     cluster = np.concatenate(cl_parts) if cl_parts else np.zeros(0, np.int32)
     conf = np.concatenate(cf_parts) if cf_parts else np.zeros(0, np.float32)
 
-    table = pa.table({"id": data["id"], "cluster": cluster, "confidence": conf})
+    table = pa.table({"id": data["id"], "cluster": labeler.cluster_ids[cluster], "confidence": conf})
     final = os.path.join(staging_dir, unit_file_name(index))
     tmp = os.path.join(staging_dir, f".{unit_file_name(index)}.{os.getpid()}.tmp")  # hidden: Parquet readers skip it
     pq.write_table(table, tmp)
@@ -154,6 +161,8 @@ def label_unit(
         contingency=contingency_partial(data["label"], cluster) if with_label else None,
         sample_features=Z[keep],
         sample_cluster=cluster[keep],
+        sample_confidence=conf[keep],
+        low_confidence=int((conf < LOW_CONFIDENCE).sum()),
         seconds=time.perf_counter() - t0,
         dropped=dropped,
         first_dropped=first_dropped,

@@ -6,7 +6,10 @@ A model directory is what ``NeuralCut.save`` and ``jobs/train.py`` write and wha
     RUN_DIR/
       model.pt      {"head_config": {...}, "state_dict": {...}}  (torch.save)
       config.json   head, scaler (with its statistics), graph, training settings,
-                    seed and library versions: everything needed to reproduce a label
+                    seed and library versions: everything needed to reproduce a label;
+                    ``cluster_ids``, the stable id of each output (0..k-1 unless reclustered)
+      reference.npy a uniform sample of the raw training rows (jobs only), on which the
+                    next ``jobs/recluster.py`` matches its clusters to these ids
 """
 
 from __future__ import annotations
@@ -15,15 +18,18 @@ import json
 import os
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
 from .publish import write_json_atomic
 
-__all__ = ["HeadConfig", "CutHead", "mlp", "save_model_dir", "load_model_dir", "MODEL_FILE", "CONFIG_FILE"]
+__all__ = ["HeadConfig", "CutHead", "mlp", "save_model_dir", "load_model_dir", "cluster_ids", "MODEL_FILE",
+           "CONFIG_FILE", "REFERENCE_FILE"]
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
+REFERENCE_FILE = "reference.npy"  # raw rows of the training sample, shared with the next recluster
 FORMAT_VERSION = 1
 
 
@@ -81,18 +87,29 @@ def versions() -> dict:
     return {"ray_ncut": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "sklearn": sklearn.__version__}
 
 
-def save_model_dir(path: str, head: CutHead, config: dict) -> None:
-    """Write ``model.pt`` and ``config.json`` into ``path`` (created if needed).
+def save_model_dir(path: str, head: CutHead, config: dict, reference=None) -> None:
+    """Write ``model.pt`` and ``config.json`` (and ``reference.npy``, the raw rows
+    ``reference`` (r, d) when given) into ``path`` (created if needed).
 
     ``config`` is the caller's full settings dict (scaler, graph, training, ...);
     the head config, format version and library versions are added here.
     """
     os.makedirs(path, exist_ok=True)
+    if reference is not None:
+        np.save(os.path.join(path, REFERENCE_FILE), np.asarray(reference, dtype=np.float32))
     head_config = asdict(head.config)
     state = {k: v.detach().cpu() for k, v in head.state_dict().items()}
     torch.save({"head_config": head_config, "state_dict": state}, os.path.join(path, MODEL_FILE))
     full = {"format_version": FORMAT_VERSION, "head": head_config, **config, "versions": versions()}
     write_json_atomic(os.path.join(path, CONFIG_FILE), full)
+
+
+def cluster_ids(config: dict, k: int) -> np.ndarray:
+    """(k,) int64: the stable id a model gives to each of its outputs (identity unless reclustered)."""
+    ids = np.asarray(config.get("cluster_ids") or range(k), dtype=np.int64)
+    if ids.shape != (k,) or len(set(ids.tolist())) != k or (ids < 0).any():
+        raise ValueError(f"config.json's cluster_ids {ids.tolist()} should be {k} distinct ids >= 0")
+    return ids
 
 
 def load_model_dir(path: str) -> tuple[CutHead, dict]:

@@ -22,8 +22,10 @@ the parts would break pyarrow's discovery).
 from __future__ import annotations
 
 import glob
+import json
 import os
 import pickle
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -32,9 +34,12 @@ import numpy as np
 import ray
 
 from ..data.readers import ColumnSpec, DataError, duplicate_hashes, hash_ids, repeated_values
-from ..labeling import ClusterLabeler, label_unit
+from ..drift import describe as describe_drift
+from ..drift import drift_check, fit_state
+from ..labeling import ClusterLabeler, label_unit, unit_file_name
+from ..manifest import MANIFEST_FILE, Reuse, build_manifest, model_fingerprint, plan_reuse
 from ..metrics import clustering_scores, merge_contingency
-from ..model import load_model_dir
+from ..model import cluster_ids, load_model_dir
 from ..publish import (
     Interrupted,
     check_out,
@@ -69,6 +74,7 @@ class AssignOptions:
     seed: int = 0
     actors: int | None = None
     drop_invalid: bool = False  # skip and count rows with NaN/inf features instead of failing
+    incremental: bool = False  # reuse the parts of files the output at `out` already covers
 
 
 class UnitLabelActor:
@@ -114,18 +120,20 @@ def pool_resources(n_units: int, actors: int | None) -> tuple[int, dict]:
 # --------------------------------------------------------------------------- output checks
 
 
-def validate_staging(staging: str, expected_rows: int, k: int) -> np.ndarray:
+def validate_staging(staging: str, expected_rows: int, ids: np.ndarray) -> np.ndarray:
     """Read the staged files back: the row count must equal the input's (less dropped rows) and
-    the ids be unique. Returns the cluster sizes (k,) counted from what was written, so that
-    the published metrics count each published row exactly once, whatever was retried."""
+    the ids be unique. Returns the size of each cluster, in the order of the model's stable
+    ``ids`` (k,), counted from what was written, so that the published metrics count each
+    published row exactly once, whatever was retried."""
     import pyarrow.dataset as pads
 
     files = sorted(glob.glob(os.path.join(staging, LABELS_SUBDIR, "part-*.parquet")))
     dataset = pads.dataset(files, format="parquet")
-    hashes, sizes = [], np.zeros(k, np.int64)
+    hashes, counts = [], np.zeros(int(ids.max()) + 1, np.int64)
     for batch in dataset.to_batches(columns=["id", "cluster"]):
         hashes.append(hash_ids(batch.column(0).to_numpy(zero_copy_only=False)))
-        sizes += np.bincount(batch.column(1).to_numpy(), minlength=k)
+        counts += np.bincount(batch.column(1).to_numpy(), minlength=len(counts))[: len(counts)]
+    sizes = counts[ids]
     rows = int(sizes.sum())
     if rows != expected_rows:
         raise RuntimeError(f"staged labels have {rows} rows, the input has {expected_rows}; not publishing")
@@ -140,13 +148,22 @@ def validate_staging(staging: str, expected_rows: int, k: int) -> np.ndarray:
 
 
 def assign_run(opts: AssignOptions, progress=print) -> dict:
-    """Label every row of ``opts.data`` with the model in ``opts.model``; returns metrics.json's content."""
+    """Label every row of ``opts.data`` with the model in ``opts.model``; returns metrics.json's content.
+
+    With ``opts.incremental`` the parts of input files that the output at ``opts.out`` already
+    covers (same model, same size and modification time: :mod:`ray_ncut.manifest`) are reused
+    and only new or changed files are read and labelled.
+    """
     t_start = time.perf_counter()
-    out = check_out(opts.out, KIND, opts.overwrite, inputs=(opts.data, opts.model))
+    out = check_out(opts.out, KIND, opts.overwrite or opts.incremental, inputs=(opts.data, opts.model))
     head, model_config = load_model_dir(opts.model)
+    k = head.config.n_clusters
+    ids = cluster_ids(model_config, k)
     fs = open_feature_set(opts.data, opts.columns, check_finite=not opts.drop_invalid)
     if fs.n_features != head.config.input_dim:
         raise ValueError(f"{opts.data} has {fs.n_features} features, but the model expects {head.config.input_dim}")
+    fingerprint = model_fingerprint(opts.model, ids)
+    reuse = plan_reuse(_read_manifest(out), fs.units, fingerprint) if opts.incremental else Reuse()
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
     progress(describe_columns(fs))
     init_ray()
@@ -157,8 +174,17 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     staging = make_staging(sibling(out, f"staging-{uuid.uuid4().hex[:8]}"), KIND)
     os.makedirs(os.path.join(staging, LABELS_SUBDIR))
     try:
-        metrics = _label_and_measure(opts, fs, head.config.n_clusters, model_config, staging, with_label, out,
-                                     t_start, t_ready, progress)
+        _take_reused_parts(out, staging, reuse, progress)
+        todo = reuse.labelled_units(len(fs.units))
+        result = _label_all(opts, fs, todo, k, staging, with_label, progress)
+        t_labelled = time.perf_counter()
+        metrics = _measure(opts, fs, k, ids, model_config, staging, with_label, reuse, result, progress)
+        metrics.update(out=out, labelled_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       seconds=round(time.perf_counter() - t_start, 3),
+                       stage_seconds={"start": round(t_ready - t_start, 3), "label": round(t_labelled - t_ready, 3),
+                                      **metrics["stage_seconds"]})
+        write_json_atomic(os.path.join(staging, MANIFEST_FILE),
+                          build_manifest(fs.units, unit_file_name, result["results"], reuse, fingerprint, opts.model, ids))
         write_json_atomic(os.path.join(staging, METRICS_FILE), metrics)
         open(os.path.join(staging, SUCCESS_FILE), "w").close()
         for partial in glob.glob(os.path.join(staging, LABELS_SUBDIR, ".*.tmp")):  # of a task killed mid-write
@@ -177,56 +203,92 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     return metrics
 
 
-def _label_and_measure(opts, fs, k, model_config, staging, with_label, out, t_start, t_ready, progress) -> dict:
-    """Label every unit into ``staging``, check what was written, and return metrics.json's content."""
+def _read_manifest(out: str) -> dict | None:
+    try:
+        with open(os.path.join(out, MANIFEST_FILE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None  # no previous output (or one from before manifests): everything is labelled
+
+
+def _take_reused_parts(out: str, staging: str, reuse: Reuse, progress) -> None:
+    """Hard-link (copy across filesystems) the previous output's parts that still hold into staging."""
+    for index, name in reuse.parts.items():
+        old, new = os.path.join(out, LABELS_SUBDIR, name), os.path.join(staging, LABELS_SUBDIR, unit_file_name(index))
+        try:
+            os.link(old, new)
+        except OSError:
+            shutil.copy2(old, new)
+    if reuse.files:
+        progress(f"[ray_ncut] --incremental: {len(reuse.files)} file(s), {reuse.rows} rows, already labelled by "
+                 f"this model: reused")
+
+
+def _measure(opts, fs, k, ids, model_config, staging, with_label, reuse, result, progress) -> dict:
+    """Check what was written and compute metrics.json's content (the job adds times and paths)."""
     from ..knn import knn_cut
 
-    result = _label_all(opts, fs, k, staging, with_label, progress)
-    t_labelled = time.perf_counter()
-    sizes = validate_staging(staging, fs.n_rows - result["dropped"], k)
-    if not np.array_equal(sizes, result["sizes"]):  # the units' partials disagree with the files
-        raise RuntimeError(f"cluster sizes counted by the labelling tasks {result['sizes'].tolist()} differ from "
+    t0 = time.perf_counter()
+    sizes = validate_staging(staging, fs.n_rows - reuse.dropped - result["dropped"], ids)
+    expected = result["sizes"] + np.array([reuse.sizes.get(str(int(c)), 0) for c in ids], np.int64)
+    if not np.array_equal(sizes, expected):  # the units' partials disagree with the files
+        raise RuntimeError(f"cluster sizes counted by the labelling tasks {expected.tolist()} differ from "
                            f"the written files' {sizes.tolist()}; not publishing")
-    rows = int(sizes.sum())
+    labelled = result["rows"]
     t_validated = time.perf_counter()
-    cut = knn_cut(result["sample_Z"], result["sample_cluster"], k, opts.ncut_neighbors)
-    t_cut = time.perf_counter()
     metrics = {
-        "rows": rows,
+        "rows": int(sizes.sum()),
         "cluster_sizes": sizes.tolist(),
-        "dropped_invalid": {"rows": result["dropped"], "first_id": result["first_dropped"]} if opts.drop_invalid else None,
+        "cluster_ids": ids.tolist(),
+        "rows_labelled": labelled,  # read and labelled by this run (all rows unless --incremental)
+        "incremental": {"files_reused": len(reuse.files), "rows_reused": reuse.rows} if opts.incremental else None,
+        "dropped_invalid": {"rows": result["dropped"] + reuse.dropped, "first_id": result["first_dropped"]}
+        if opts.drop_invalid else None,
         "nodes": result["nodes"],
-        "normalized_cut": {
-            "ncut": cut["ncut"], "rcut": cut["rcut"], **cut["graph"],
-            "sample": "all rows" if cut["graph"]["rows"] == rows else f"uniform sample of {cut['graph']['rows']} rows",
-        },
         "data": {"uri": opts.data, "features": fs.n_features, "read_units": len(fs.units)},
         "model": {"path": os.path.abspath(opts.model), "k": k, "loss": model_config.get("train", {}).get("loss"),
                   "trained_on": model_config.get("data", {}).get("uri")},
-        "labelled_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "seconds": round(time.perf_counter() - t_start, 3),
         "label_seconds": round(result["seconds"], 3),
-        "stage_seconds": {"start": round(t_ready - t_start, 3), "label": round(t_labelled - t_ready, 3),
-                          "validate": round(t_validated - t_labelled, 3), "ncut": round(t_cut - t_validated, 3)},
-        "rows_per_second": round(rows / result["seconds"], 1),
+        "rows_per_second": round(labelled / max(result["seconds"], 1e-9), 1),
         "steady_rows_per_second": round(result["steady_rows_per_second"], 1),
-        "out": out,
     }
-    if with_label:
+    over = "" if not reuse.files else " (rows labelled in this run)"
+    if labelled:
+        cut = knn_cut(result["sample_Z"], result["sample_cluster"], k, opts.ncut_neighbors)
+        metrics["normalized_cut"] = {
+            "ncut": cut["ncut"], "rcut": cut["rcut"], **cut["graph"],
+            "sample": ("all rows" if cut["graph"]["rows"] == labelled else
+                       f"uniform sample of {cut['graph']['rows']} rows") + over,
+        }
+        now = fit_state(result["sample_Z"], result["sample_cluster"], result["sample_confidence"], k,
+                        opts.ncut_neighbors, opts.seed)
+        now["low_confidence"] = result["low_confidence"] / labelled  # exact, over every labelled row
+        metrics["drift"] = drift_check(model_config.get("fit_at_training"), now)
+        progress(describe_drift(metrics["drift"]))
+    else:
+        metrics["normalized_cut"] = metrics["drift"] = None  # nothing new: nothing to measure
+    if with_label and labelled:
         metrics["ground_truth"] = {"column": opts.columns.label_column, **clustering_scores(result["contingency"])}
+        if over:
+            metrics["ground_truth"]["over"] = over.strip(" ()")
+    metrics["stage_seconds"] = {"validate": round(t_validated - t0, 3), "ncut": round(time.perf_counter() - t_validated, 3)}
     return metrics
 
 
-def _label_all(opts, fs, k, staging, with_label, progress) -> dict:
-    size, per_actor = pool_resources(len(fs.units), opts.actors)
+def _label_all(opts, fs, todo: list[int], k, staging, with_label, progress) -> dict:
+    """Label the units ``todo`` (indices into ``fs.units``) into ``staging``; their merged partials."""
     from ..knn import default_metric_sample
 
+    todo_rows = sum(fs.units[i].rows for i in todo)
+    if not todo:
+        return {**_merge({}, k, fs.n_features), "seconds": 0.0, "steady_rows_per_second": 0.0}
+    size, per_actor = pool_resources(len(todo), opts.actors)
     ncut_sample = opts.ncut_sample or default_metric_sample(fs.n_features)
-    sample_rate = min(1.0, ncut_sample / max(fs.n_rows, 1))
+    sample_rate = min(1.0, ncut_sample / max(todo_rows, 1))
     # The unit indices are made on the driver (no read tasks competing with the actors for
     # CPUs), and the pool may shrink: after a node is lost the job goes on with the actors
     # that fit on the nodes left instead of waiting for the lost capacity.
-    units = ray.data.from_items([{"id": i} for i in range(len(fs.units))], override_num_blocks=len(fs.units))
+    units = ray.data.from_items([{"id": i} for i in todo], override_num_blocks=len(todo))
     ds = units.map_batches(
         UnitLabelActor,
         fn_constructor_args=(os.path.abspath(opts.model), fs.units, os.path.join(staging, LABELS_SUBDIR),
@@ -235,7 +297,7 @@ def _label_all(opts, fs, k, staging, with_label, progress) -> dict:
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size),
         **per_actor,
     )
-    progress(f"[ray_ncut] labelling {fs.n_rows} rows in {len(fs.units)} units with {size} actor(s)")
+    progress(f"[ray_ncut] labelling {todo_rows} rows in {len(todo)} units with {size} actor(s)")
     t0, done, last = time.perf_counter(), 0, 0.0
     first = None  # (seconds, rows) when the first unit came back: the pool is up
     results: dict[int, object] = {}  # unit -> its result: a unit that came back twice counts once
@@ -249,16 +311,16 @@ def _label_all(opts, fs, k, staging, with_label, progress) -> dict:
         done += r.rows + r.dropped
         now = time.perf_counter() - t0
         first = first or (now, done)
-        if now - last > 5 or done == fs.n_rows:
-            progress(f"[ray_ncut] labelled {done}/{fs.n_rows} rows ({done / max(now, 1e-9):,.0f} rows/s)")
+        if now - last > 5 or done == todo_rows:
+            progress(f"[ray_ncut] labelled {done}/{todo_rows} rows ({done / max(now, 1e-9):,.0f} rows/s)")
             last = now
     seconds = time.perf_counter() - t0
     # Rows/s once the pool is up (actor start-up excluded); the whole stage's rate where one unit.
     steady = (done - first[1]) / (seconds - first[0]) if done > first[1] and seconds > first[0] else done / seconds
-    return {**_merge(results, k), "seconds": seconds, "steady_rows_per_second": steady}
+    return {**_merge(results, k, fs.n_features), "seconds": seconds, "steady_rows_per_second": steady}
 
 
-def _merge(results: dict, k: int) -> dict:
+def _merge(results: dict, k: int, d: int) -> dict:
     """The units' partials merged (in unit order, so the metric's sample does not depend on timing)."""
     ordered = [results[u] for u in sorted(results)]
     cont = None
@@ -266,10 +328,14 @@ def _merge(results: dict, k: int) -> dict:
         cont = merge_contingency(cont, r.contingency)
     dropped = [r for r in ordered if r.dropped]
     return {
+        "results": results,
+        "rows": sum(r.rows for r in ordered),
         "sizes": sum((r.sizes for r in ordered), np.zeros(k, np.int64)),
         "contingency": cont,
-        "sample_Z": np.concatenate([r.sample_features for r in ordered]),
-        "sample_cluster": np.concatenate([r.sample_cluster for r in ordered]),
+        "sample_Z": np.concatenate([r.sample_features for r in ordered] or [np.zeros((0, d), np.float32)]),
+        "sample_cluster": np.concatenate([r.sample_cluster for r in ordered] or [np.zeros(0, np.int32)]),
+        "sample_confidence": np.concatenate([r.sample_confidence for r in ordered] or [np.zeros(0, np.float32)]),
+        "low_confidence": sum(r.low_confidence for r in ordered),
         "dropped": sum(r.dropped for r in ordered),
         "first_dropped": dropped[0].first_dropped if dropped else "",
         "nodes": len({r.node for r in ordered}),

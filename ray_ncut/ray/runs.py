@@ -6,6 +6,8 @@ Run directory (``--out``)::
       model.pt, config.json   the model, in the format NeuralCut.load reads
       curve.csv               loss terms per step (step, loss, cut, orth)
       summary.json            data, rows, steps, time, final loss, workers, devices
+      reference.npy           2,000 raw training rows: the next recluster's shared sample
+      recluster.json          with --previous: ids kept / new / vanished, churn, cut before and after
       ray_train/              Ray Train's checkpoints
       _RAY_NCUT.json          the ownership marker (:mod:`ray_ncut.publish`)
 
@@ -50,6 +52,9 @@ from ..publish import (
     sibling,
     write_json_atomic,
 )
+from ..recluster import carry_ids, fit_of, read_reference, reference_sample
+from ..recluster import describe as describe_recluster
+from ..scaling import FeatureScaler
 from ..siamese import SiameseConfig, embed, new_siamese
 from .dataset import collect_rows, describe_columns, init_ray, open_feature_set, scan_statistics
 from .train import TrainJob, default_workers, run_embedding_training, run_training
@@ -57,6 +62,7 @@ from .train import TrainJob, default_workers, run_embedding_training, run_traini
 __all__ = ["TrainOptions", "train_run", "default_sample_rows"]
 
 SUMMARY_FILE = "summary.json"
+RECLUSTER_FILE = "recluster.json"
 CURVE_FILE = "curve.csv"
 RAY_DIR = "ray_train"
 KIND = "model"  # the ownership marker's kind for a model directory
@@ -72,7 +78,7 @@ def default_sample_rows(n_rows: int) -> int:
 class TrainOptions:
     data: str
     out: str
-    n_clusters: int | str  # "auto": chosen on the sample within k_range
+    n_clusters: int | str | None  # "auto": chosen on the sample within k_range; None: the previous model's k
     k_range: tuple = DEFAULT_K_RANGE
     columns: ColumnSpec = field(default_factory=ColumnSpec)
     graph: GraphConfig = field(default_factory=GraphConfig)
@@ -90,12 +96,13 @@ class TrainOptions:
     max_failures: int = 2
     resume: bool = False
     overwrite: bool = False
+    previous: str | None = None  # recluster: the previous model directory (warm start, stable ids)
 
 
 def _plan_out(opts: TrainOptions) -> tuple[str, str]:
     """Validate ``--out`` against ``--resume``/``--overwrite`` without changing anything;
     returns ``(out, staging)``, both absolute."""
-    inputs = (opts.data, opts.constraints)
+    inputs = (opts.data, opts.constraints, opts.previous)
     out = check_out(opts.out, KIND, overwrite=True, inputs=inputs)  # the path is safe and any output there ours
     staging = sibling(out, "training")
     interrupted = os.path.lexists(staging)
@@ -153,6 +160,11 @@ def _sample_quality(head: CutHead, X_scaled: np.ndarray, y: np.ndarray | None) -
     return {"rows": len(y), "acc": accuracy(y, pred), "nmi": nmi(y, pred), "ari": ari(y, pred)}
 
 
+def _same_shape(previous, head_config: HeadConfig) -> bool:
+    """Whether the previous model's head has the new one's shape (its weights can start it)."""
+    return previous is not None and previous[0].config == head_config
+
+
 def _gpus_per_worker(opts: TrainOptions) -> float:
     if opts.gpus_per_worker is not None:
         return opts.gpus_per_worker
@@ -201,6 +213,11 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     :class:`ray_ncut.publish.Interrupted` on Ctrl-C, saying what was kept.
     """
     t_start = time.perf_counter()
+    previous = load_model_dir(opts.previous) if opts.previous else None
+    if opts.n_clusters is None:
+        if previous is None:
+            raise ValueError("--k is required: the number of clusters, e.g. --k 10, or --k auto")
+        opts = replace(opts, n_clusters=previous[0].config.n_clusters)
     auto_k = opts.n_clusters == "auto"
     if not auto_k and opts.n_clusters < 2:
         raise ValueError(f"--k={opts.n_clusters} should be >= 2")
@@ -208,6 +225,9 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
         raise ValueError(f"--workers={opts.workers} should be >= 1")
     out, staging = _plan_out(opts)
     fs = open_feature_set(opts.data, opts.columns)  # fails fast on paths and columns
+    if previous and previous[0].config.input_dim != fs.n_features:
+        raise ValueError(f"{opts.data} has {fs.n_features} features, but the previous model {opts.previous} "
+                         f"expects {previous[0].config.input_dim}")
     if auto_k:
         check_k_range(opts.k_range, fs.n_rows, "--k-range")
     elif fs.n_rows < opts.n_clusters:
@@ -216,12 +236,12 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     progress(describe_columns(fs))
     stage = {"now": "starting Ray"}
     try:
-        return _train(opts, fs, pairs, out, staging, stage, t_start, progress)
+        return _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress)
     except KeyboardInterrupt:
         raise _interrupted(stage["now"], out, staging) from None
 
 
-def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
+def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) -> dict:
     init_ray()
     if opts.workers is None:
         opts = replace(opts, workers=default_workers())
@@ -231,6 +251,8 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
     progress(f"[ray_ncut] scanning {opts.data}: {fs.n_rows} rows x {fs.n_features} features in {len(fs.units)} read units")
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
     scaler, X, n_rows, y_sample = scan_statistics(fs, opts.scaling, sample_rows, opts.seed, with_label)
+    if previous:  # one feature space from run to run: the previous model's scaling
+        scaler = FeatureScaler.from_dict(previous[1]["scaler"])
     auto_k = opts.n_clusters == "auto"
     k_least = opts.k_range[0] if auto_k else opts.n_clusters  # with --k auto, MIN stands in until k is chosen
     if len(X) < k_least:
@@ -256,10 +278,20 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
         stage["now"] = "training the embedding"
         embedding = _train_embedding(job, X_scaled, siamese, affinity_choice, progress)
         stage["now"] = "preparing the training"
-    prep = prepare_training(torch.from_numpy(X_scaled), head_config, graph, opts.train, gamma, opts.seed,
+    train_config = opts.train
+    warm_from_previous = _same_shape(previous, head_config) and not auto_k
+    if warm_from_previous:  # the previous head's weights replace the spectral warm start
+        train_config = replace(opts.train, init="random", distill_steps=0)
+    prep = prepare_training(torch.from_numpy(X_scaled), head_config, graph, train_config, gamma, opts.seed,
                             siamese, batch_neighbours=False, embedding=embedding,
                             k_range=tuple(opts.k_range) if auto_k else None)
     head_config = prep.head.config
+    if warm_from_previous:
+        prep.head.load_state_dict(previous[0].state_dict())
+        progress(f"[ray_ncut] recluster: warm start from the previous model {opts.previous}")
+    elif previous:
+        progress(f"[ray_ncut] recluster: k={head_config.n_clusters} differs from the previous model's "
+                 f"{previous[0].config.n_clusters}: spectral warm start; ids carried by matching")
     if affinity_choice:
         prep.auto["affinity"] = affinity_choice
     if auto_k:
@@ -267,7 +299,7 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
     prep_seconds = time.perf_counter() - t_prep
     progress(f"[ray_ncut] prepared in {prep_seconds:.1f}s: {graph.affinity} affinity, "
              f"sigma {prep.auto['sigma']['sigma']:.4g} ({prep.auto['sigma']['mode']}), gamma {prep.train.gamma:g}"
-             + (" (auto)" if gamma == "auto" else "") + f", warm start {opts.train.init}")
+             + (" (auto)" if gamma == "auto" else "") + f", warm start {'previous model' if warm_from_previous else opts.train.init}")
     init_state = {k: v.detach().clone() for k, v in prep.head.state_dict().items()}
     Z = None if prep.Z is None else prep.Z.numpy()
     job = replace(job, head=head_config, train=prep.train)
@@ -299,7 +331,16 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
                                                     "must_link": int(pairs.must.sum())},
         "data": {"uri": opts.data, "columns": asdict(opts.columns), "rows": n_rows, "sample_rows": len(X_scaled)},
     }
-    save_model_dir(staging, head, config)
+    recluster = None
+    if previous:
+        match, recluster = carry_ids(previous, head, scaler, X, read_reference(opts.previous), graph.n_neighbors)
+        recluster["previous"] = os.path.abspath(opts.previous)
+        config.update(cluster_ids=match.ids.tolist(), next_cluster_id=match.next_id, previous=recluster["previous"])
+        write_json_atomic(os.path.join(staging, RECLUSTER_FILE), recluster)
+        progress(describe_recluster(recluster))
+    reference = reference_sample(X, opts.seed)
+    config["fit_at_training"] = fit_of(head, scaler, reference, graph.n_neighbors)
+    save_model_dir(staging, head, config, reference=reference)
     _write_curve(os.path.join(staging, CURVE_FILE), curve)
     summary = {
         "data": opts.data, "rows": n_rows, "sample_rows": len(X_scaled), "features": fs.n_features,
@@ -310,7 +351,7 @@ def _train(opts, fs, pairs, out, staging, stage, t_start, progress) -> dict:
         "scan_seconds": round(t_scan, 3), "train_seconds": round(train_seconds, 3),
         "loop_seconds": round(state["loop_seconds"], 3),
         "sample_quality": _sample_quality(head, X_scaled, y_sample),
-        "total_seconds": round(time.perf_counter() - t_start, 3), "out": out,
+        "total_seconds": round(time.perf_counter() - t_start, 3), "out": out, "recluster": recluster,
     }
     write_json_atomic(os.path.join(staging, SUMMARY_FILE), summary)
     _check_model(staging, X_scaled)
