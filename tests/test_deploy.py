@@ -133,3 +133,15 @@ def test_the_nightly_script_trains_labels_moves_latest_and_skips_while_a_run_hol
     assert stamp.startswith("runs/") and (tmp_path / "root" / stamp / "model.pt").exists()
     labels = pq.read_table(tmp_path / "root" / "labels" / Path(stamp).name / "labels")
     assert labels.num_rows == 600
+
+
+def test_the_ray_up_config_passes_rays_own_cluster_launcher_schema():
+    from jsonschema.exceptions import ValidationError
+    from ray.autoscaler._private.util import prepare_config, validate_config  # what `ray up` does first
+
+    config = prepare_config(yaml.safe_load((DEPLOY / "vm" / "ray-up-cluster.conf").read_text()))
+    validate_config(config)
+    assert config["available_node_types"]["worker_gpu"]["resources"]["GPU"] >= 1
+    assert config["docker"]["image"].endswith(":0.1.0")
+    with pytest.raises(ValidationError):  # the check is strict: an unknown key fails it
+        validate_config({**config, "max_worker": 8})

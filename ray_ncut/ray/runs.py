@@ -290,8 +290,10 @@ def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) ->
         prep.head.load_state_dict(previous[0].state_dict())
         progress(f"[ray_ncut] recluster: warm start from the previous model {opts.previous}")
     elif previous:
-        progress(f"[ray_ncut] recluster: k={head_config.n_clusters} differs from the previous model's "
-                 f"{previous[0].config.n_clusters}: spectral warm start; ids carried by matching")
+        was, now = previous[0].config, head_config
+        progress(f"[ray_ncut] recluster: the head (k={now.n_clusters}, widths {list(now.hidden)}) differs from the "
+                 f"previous model's (k={was.n_clusters}, widths {list(was.hidden)}): spectral warm start; "
+                 "ids carried by matching")
     if affinity_choice:
         prep.auto["affinity"] = affinity_choice
     if auto_k:
