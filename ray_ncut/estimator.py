@@ -10,7 +10,7 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 
 from .config import GraphConfig, TrainConfig
-from .drift import DRIFT_ROWS, fit_state
+from .drift import fit_state
 from .engine import Constraints, fit_head, subgraph_ncut, training_batches
 from .model import HeadConfig, cluster_ids, load_model_dir, save_model_dir
 from .choose_k import DEFAULT_K_RANGE, check_k_range
@@ -296,9 +296,8 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         self.fit_seconds_ = time.perf_counter() - t0
         proba = self._predict_scaled(Xt)  # (n, k)
         self.labels_ = proba.argmax(1)
-        keep = np.sort(np.random.default_rng(seed).permutation(len(X))[:DRIFT_ROWS])
-        self.fit_at_training_ = fit_state(Xt[keep].cpu().numpy(), self.labels_[keep], proba[keep].max(1),
-                                          self.n_clusters_, self.n_neighbors, seed)
+        self.fit_at_training_ = fit_state(Xt.cpu().numpy(), self.labels_, proba.max(1), self.n_clusters_,
+                                          self.n_neighbors, seed)  # subsamples to DRIFT_ROWS itself
         return self
 
     def _train_one(self, Xt, graph, train, seed, pairs) -> dict:
