@@ -242,7 +242,7 @@ def test_sigint_during_labelling_publishes_nothing_and_keeps_the_previous_labels
 
 @pytest.fixture(scope="module")
 def token_head(ray_cluster, tmp_path_factory):
-    """A second Ray head on this machine with token authentication, as README's commands start one."""
+    """A second Ray head on this machine with token authentication, as docs/cluster.md's commands start one."""
     token = tmp_path_factory.mktemp("auth") / "auth_token"
     token.write_text(os.urandom(32).hex())
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
@@ -277,7 +277,7 @@ def test_ray_job_submit_with_token_auth_runs_both_jobs_and_writes_at_the_absolut
         return subprocess.run([token_head["ray"], "job", "submit", "--address", token_head["address"], "--",
                                sys.executable, *map(str, args)], env=env, capture_output=True, text=True, timeout=300)
 
-    # with RAY_AUTH_MODE unset, `ray job submit` sends no token and the head refuses it (README says why)
+    # with RAY_AUTH_MODE unset, `ray job submit` sends no token and the head refuses it (docs/cluster.md says why)
     refused = submit(ROOT / "jobs" / "train.py", "--help",
                      env={k: v for k, v in token_head["env"].items() if k != "RAY_AUTH_MODE"})
     assert refused.returncode != 0 and "authentication" in (refused.stdout + refused.stderr).lower()
