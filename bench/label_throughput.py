@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from ray_ncut import NeuralCut  # noqa: E402
 from ray_ncut.data.builtin import builtin_chunks, parse_builtin  # noqa: E402
-from ray_ncut.report import format_table  # noqa: E402
+from ray_ncut.compare import format_table  # noqa: E402
 
 
 def write_corpus(spec: str, folder: str, files: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,12 +50,9 @@ def write_corpus(spec: str, folder: str, files: int) -> tuple[np.ndarray, np.nda
 
 def bare_forward(model: NeuralCut, X: np.ndarray, threads: int, chunk: int = 65536) -> float:
     torch.set_num_threads(threads)
-    head = model.head_
     t0 = time.perf_counter()
-    with torch.no_grad():
-        for s in range(0, len(X), chunk):
-            z = torch.from_numpy(model.scaler_.transform(X[s : s + chunk]))
-            head.predict_proba(z).max(1)
+    for s in range(0, len(X), chunk):
+        model.model_.assign(X[s : s + chunk])
     return len(X) / (time.perf_counter() - t0)
 
 
@@ -82,7 +79,7 @@ def main() -> None:
         import ray
 
         from ray_ncut.data.readers import ColumnSpec
-        from ray_ncut.ray.label import AssignOptions, assign_run
+        from ray_ncut.ray.assign import AssignOptions, assign_run
 
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         bare1, bare_all, ours, whole = [], [], [], []

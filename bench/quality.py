@@ -45,7 +45,7 @@ import datasets  # noqa: E402
 from ray_ncut import NeuralCut  # noqa: E402
 from ray_ncut.data.builtin import builtin_chunks, parse_builtin  # noqa: E402
 from ray_ncut.metrics import clustering_scores, contingency_partial, merge_contingency  # noqa: E402
-from ray_ncut.report import format_table  # noqa: E402
+from ray_ncut.compare import format_table  # noqa: E402
 from ray_ncut.scaling import FeatureScaler  # noqa: E402
 
 BASELINES = ("kmeans", "spectral", "umap+gmm")

@@ -53,7 +53,7 @@ from procmem import run_measured, total_memory_gb  # noqa: E402
 from ray_ncut.data import load_builtin  # noqa: E402
 from ray_ncut.data.builtin import builtin_chunks, parse_builtin  # noqa: E402
 from ray_ncut.metrics import clustering_scores, contingency_partial  # noqa: E402
-from ray_ncut.report import format_table  # noqa: E402
+from ray_ncut.compare import format_table  # noqa: E402
 from ray_ncut.scaling import FeatureScaler  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -165,18 +165,15 @@ def bare_forward_rate(model_dir: str, X: np.ndarray, repeats: int = 3, chunk: in
     (on the GPU where the model loads onto one, the host-to-device copy included)."""
     import torch
 
-    from ray_ncut import NeuralCut
+    from ray_ncut.model import ClusterModel
 
     torch.set_num_threads(os.cpu_count())
-    est = NeuralCut.load(model_dir)
-    device = next(est.head_.parameters()).device  # the GPU where there is one
+    model = ClusterModel.load(model_dir, device="auto")  # the GPU where there is one
     rates = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        with torch.no_grad():
-            for s in range(0, len(X), chunk):
-                z = torch.from_numpy(est.scaler_.transform(X[s : s + chunk])).to(device)
-                est.head_.predict_proba(z).argmax(1).cpu()
+        for s in range(0, len(X), chunk):
+            model.assign(X[s : s + chunk])
         rates.append(len(X) / (time.perf_counter() - t0))
     return statistics.median(rates)
 

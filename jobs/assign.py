@@ -47,9 +47,9 @@ def parse_args(argv=None):
 
 
 def training_data(model_dir: str) -> str:
-    from ray_ncut.model import load_model_dir
+    from ray_ncut.model import ClusterModel
 
-    uri = load_model_dir(model_dir)[1].get("data", {}).get("uri")
+    uri = ClusterModel.load(model_dir).record.get("data", {}).get("uri")
     if not uri:
         raise ValueError(f"--data is required: {model_dir} does not record the data it was trained on")
     return uri
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
 
     def work():
         from ray_ncut.data.readers import ColumnSpec
-        from ray_ncut.ray.label import AssignOptions, assign_run
+        from ray_ncut.ray.assign import AssignOptions, assign_run
 
         absolute_paths(args, inputs=("model", "data"), outputs=("out",))
         opts = AssignOptions(
@@ -89,7 +89,8 @@ def print_summary(m: dict) -> None:
     print(
         f"\nLabelled {m['rows']} rows{fresh} of {m['data']['uri']} into {len(m['cluster_sizes'])} clusters in "
         f"{m['label_seconds']:.1f}s ({m['rows_per_second']:,.0f} rows/s; total {m['seconds']:.1f}s).{scores}{cut} "
-        f"Published to {m['out']} (labels/part-*.parquet, metrics.json)."
+        f"Published to {m['out']}: labels/part-*.parquet (id, cluster, confidence), metrics.json, report.html "
+        "(open it in a browser)."
     )
     dropped = m.get("dropped_invalid")
     if dropped and dropped["rows"]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["squared_distances", "knn_affinity", "heat_kernel", "median_knn_sigma", "sparse_knn_graph"]
+__all__ = ["squared_distances", "knn_affinity", "heat_kernel", "median_knn_sigma"]
 
 
 def squared_distances(x: torch.Tensor) -> torch.Tensor:
@@ -109,29 +109,3 @@ def heat_kernel(
         sig = median_knn_sigma(knn_d2, scale_neighbor) if sigma == "auto" else torch.as_tensor(sigma)
         denom = 2.0 * sig * sig
     return torch.exp(-knn_d2 / denom)
-
-
-def sparse_knn_graph(X, n_neighbors: int = 10, sigma: float | str = "auto", local_scaling: bool = False, scale_neighbor: int = 7):
-    """The same kNN heat-kernel graph over a whole (moderate) sample, as a scipy sparse matrix.
-
-    ``X`` is a float array (n, d); the neighbour search is scikit-learn's exact one,
-    so this suits the training sample (10^4 - 10^5 rows), not a whole corpus.
-    Returns the symmetric ``(A + A^T) / 2`` as CSR, (n, n).
-    """
-    import numpy as np
-    import scipy.sparse as sp
-    from sklearn.neighbors import NearestNeighbors
-
-    n = X.shape[0]
-    s = min(n_neighbors, n - 1)
-    dist, idx = NearestNeighbors(n_neighbors=s + 1).fit(X).kneighbors(X)
-    # Column 0 is normally the point itself; with duplicates it may be a twin, so
-    # drop self explicitly where it appears and the last column otherwise.
-    is_self = idx == np.arange(n)[:, None]
-    keep = ~is_self
-    keep[~is_self.any(1), -1] = False
-    dist, idx = dist[keep].reshape(n, s), idx[keep].reshape(n, s)
-    knn_d2 = torch.from_numpy(dist.astype(np.float64) ** 2)
-    weights = heat_kernel(knn_d2, torch.from_numpy(idx), sigma, local_scaling, scale_neighbor).numpy()
-    A = sp.csr_matrix((weights.ravel(), (np.repeat(np.arange(n), s), idx.ravel())), shape=(n, n))
-    return ((A + A.T) * 0.5).tocsr()

@@ -19,26 +19,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .affinity import sparse_knn_graph
-from .config import GraphConfig
+from .knn import sparse_knn_graph
+from .config import DEFAULT_K_RANGE, GraphConfig, check_k_bounds
 from .warmstart import outside_small_components, top_eigenpairs
 
 __all__ = ["DEFAULT_K_RANGE", "check_k_range", "choose_k"]
 
-DEFAULT_K_RANGE = (2, 50)
 EIGEN_FLOOR = 1e-4  # eps of the ratio: below it, eigenvalues of the normalized Laplacian count as zero
 
 
 def check_k_range(k_range, n_rows: int, flag: str = "k_range") -> tuple[int, int]:
     """``(k_min, k_max)`` as ints, or ValueError naming the value: 2 <= min <= max <= rows."""
-    try:
-        k_min, k_max = (int(v) for v in k_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"{flag}={k_range!r} should be two integers MIN,MAX") from None
-    if k_min < 2:
-        raise ValueError(f"{flag}={k_min},{k_max}: MIN should be >= 2")
-    if k_min > k_max:
-        raise ValueError(f"{flag}={k_min},{k_max}: MIN should be <= MAX")
+    k_min, k_max = check_k_bounds(k_range, flag)
     if k_max > n_rows:
         raise ValueError(f"{flag}={k_min},{k_max}: MAX should be <= the number of rows, {n_rows}")
     return k_min, k_max

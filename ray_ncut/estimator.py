@@ -5,18 +5,21 @@ from __future__ import annotations
 import logging
 import time
 
+from dataclasses import fields
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .config import GraphConfig, TrainConfig
+from .choose_k import check_k_range
+from .config import ClusterConfig, GraphConfig, TrainConfig
 from .drift import fit_state
 from .engine import Constraints, fit_head, subgraph_ncut, training_batches
-from .model import HeadConfig, cluster_ids, load_model_dir, save_model_dir
-from .choose_k import DEFAULT_K_RANGE, check_k_range
+from .model import ClusterModel, CutHead, HeadConfig, resolve_device
 from .prepare import prepare_training, resolve_affinity
 from .scaling import FeatureScaler
-from .siamese import SiameseConfig
+from .validation import check_finite
 
 __all__ = ["NeuralCut"]
 
@@ -24,29 +27,9 @@ log = logging.getLogger(__name__)
 
 # Label-free restart selection scores each head on this many held-out subgraphs.
 _SELECTION_BATCHES = 8
-
-
-def _check_array(X, name: str = "X") -> np.ndarray:
-    """Validate a feature matrix once, at the public edge: 2-D, numeric, finite."""
-    try:
-        X = np.asarray(X, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} should be a numeric array: {e}") from None
-    if X.ndim != 2:
-        raise ValueError(f"{name} should be 2-D (n_samples, n_features), got shape {X.shape}")
-    bad = ~np.isfinite(X)
-    if bad.any():
-        row, col = map(int, np.argwhere(bad)[0])
-        raise ValueError(
-            f"{name} contains {int(bad.sum())} NaN or infinite values (first at row {row}, column {col}: {X[row, col]})"
-        )
-    return X
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+# The estimator's parameters are ClusterConfig's fields (same names, same defaults) plus these.
+ESTIMATOR_ONLY = ("n_init", "random_state", "device", "verbose")
+_D = ClusterConfig()  # the defaults every path shares
 
 
 class NeuralCut(ClusterMixin, BaseEstimator):
@@ -59,7 +42,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
     Parameters
     ----------
     n_clusters : int or "auto", default=8
-        k, the number of clusters. "auto" chooses it label-free on the training
+        k, the number of clusters (1 puts every row in one cluster, untrained). "auto" chooses it label-free on the training
         sample within ``k_range`` by the eigengap of the warm start's graph
         (:func:`ray_ncut.choose_k.choose_k`); the choice is ``n_clusters_`` and its
         evidence ``auto_["k"]``.
@@ -90,9 +73,11 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         prediction needs no embedding.
     kcl_weight : float, default=1.0
         Weight of the KCL pairwise-constraint loss when ``fit`` is given constraints.
+    siamese_steps : int, default=1000
+        Training steps of the Siamese embedding (``affinity="siamese"``).
     siamese_params : dict or None, default=None
-        Overrides of :class:`ray_ncut.siamese.SiameseConfig` (``dim``, ``hidden``,
-        ``steps``, ...) for ``affinity="siamese"``.
+        Other overrides of :class:`ray_ncut.siamese.SiameseConfig` (``dim``, ``hidden``,
+        ``batch_size``, ...) for ``affinity="siamese"``.
     scaling : {"auto", "standard", "l2", "none"}, default="auto"
         Feature scaling learnt in ``fit`` and stored with the model; "auto" is
         "l2" (unit-length rows) for 16 or more features that share one scale
@@ -126,8 +111,13 @@ class NeuralCut(ClusterMixin, BaseEstimator):
     verbose : bool, default=False
         Log progress every 100 steps.
 
+    Every parameter above ``n_init`` is a field of :class:`ray_ncut.config.ClusterConfig`
+    (:meth:`cluster_config`), the same settings the jobs take as flags.
+
     Attributes
     ----------
+    model_ : ClusterModel
+        The trained model (head, feature scaling, record) that predicts and saves.
     head_ : CutHead
     scaler_ : FeatureScaler
     labels_ : ndarray of shape (n_samples,)
@@ -150,26 +140,27 @@ class NeuralCut(ClusterMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_clusters=8,
-        k_range=DEFAULT_K_RANGE,
-        loss="ncut",
-        gamma=2.0,
-        n_neighbors=10,
-        warm_neighbors=20,
-        sigma="auto",
-        local_scaling=False,
-        affinity="auto",
-        siamese_params=None,
-        kcl_weight=1.0,
-        scaling="auto",
-        hidden=(256, 256),
-        batch_size=1000,
-        batch_neighbors=0,
-        steps=300,
-        learning_rate=1e-3,
-        init="spectral",
-        init_sample=5000,
-        distill_steps=300,
+        n_clusters=_D.n_clusters,
+        k_range=_D.k_range,
+        loss=_D.loss,
+        gamma=_D.gamma,
+        n_neighbors=_D.n_neighbors,
+        warm_neighbors=_D.warm_neighbors,
+        sigma=_D.sigma,
+        local_scaling=_D.local_scaling,
+        affinity=_D.affinity,
+        siamese_steps=_D.siamese_steps,
+        siamese_params=_D.siamese_params,
+        kcl_weight=_D.kcl_weight,
+        scaling=_D.scaling,
+        hidden=_D.hidden,
+        init=_D.init,
+        init_sample=_D.init_sample,
+        distill_steps=_D.distill_steps,
+        batch_size=_D.batch_size,
+        batch_neighbors=_D.batch_neighbors,
+        steps=_D.steps,
+        learning_rate=_D.learning_rate,
         n_init=1,
         random_state=None,
         device="auto",
@@ -184,6 +175,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         self.sigma = sigma
         self.local_scaling = local_scaling
         self.affinity = affinity
+        self.siamese_steps = siamese_steps
         self.siamese_params = siamese_params
         self.kcl_weight = kcl_weight
         self.scaling = scaling
@@ -202,34 +194,26 @@ class NeuralCut(ClusterMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ configs
 
-    def _configs(self):
-        graph = GraphConfig(n_neighbors=self.n_neighbors, warm_neighbors=self.warm_neighbors, sigma=self.sigma,
-                            local_scaling=self.local_scaling, affinity=self.affinity)
-        train = TrainConfig(
-            loss=self.loss,
-            gamma=2.0 if self.gamma == "auto" else self.gamma,
-            batch_size=self.batch_size,
-            batch_neighbors=self.batch_neighbors,
-            steps=self.steps,
-            learning_rate=self.learning_rate,
-            init=self.init,
-            init_sample=self.init_sample,
-            distill_steps=self.distill_steps,
-            kcl_weight=self.kcl_weight,
-        )
-        return graph, train
+    def cluster_config(self) -> ClusterConfig:
+        """The parameters as the one typed configuration (validated: ValueError names the value)."""
+        return ClusterConfig(**{f.name: getattr(self, f.name) for f in fields(ClusterConfig)})
 
-    def _validate_params(self, n_samples: int):
-        if self.n_clusters == "auto":
-            check_k_range(self.k_range, n_samples)
-        elif not isinstance(self.n_clusters, (int, np.integer)) or self.n_clusters < 2:
-            raise ValueError(f"n_clusters={self.n_clusters!r} should be an integer >= 2 or 'auto'")
-        elif n_samples < self.n_clusters:
-            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}")
+    def _validate_params(self, n_samples: int) -> ClusterConfig:
+        config = self.cluster_config()
+        if config.n_clusters == "auto":
+            check_k_range(config.k_range, n_samples)
+        elif n_samples < config.n_clusters:
+            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={config.n_clusters}")
         if int(self.n_init) < 1:
             raise ValueError(f"n_init={self.n_init} should be >= 1")
-        if isinstance(self.gamma, str) and self.gamma != "auto":
-            raise ValueError(f"gamma={self.gamma!r} should be 'auto' or a float >= 0")
+        return config
+
+    def _check_X(self, X, reset: bool) -> np.ndarray:
+        """2-D, numeric, dense, finite float32; on ``reset`` records ``n_features_in_``, else checks it."""
+        X = validate_data(self, X, dtype=np.float32, reset=reset, ensure_all_finite=False,
+                          ensure_min_samples=2 if reset else 1)
+        check_finite(X)
+        return X
 
     @staticmethod
     def _check_constraints(constraints, Xt: torch.Tensor) -> Constraints | None:
@@ -261,12 +245,11 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         0 (cannot-link); the KCL loss on those pairs is added to the cut loss
         with weight ``kcl_weight``.
         """
-        X = _check_array(X)
-        self._validate_params(X.shape[0])
-        graph, train = self._configs()
-        scaler = FeatureScaler.fit(self.scaling, X)
-        graph, affinity_choice = resolve_affinity(graph, scaler.mode)
-        device = _resolve_device(self.device)
+        X = self._check_X(X, reset=True)  # (n, d)
+        config = self._validate_params(X.shape[0])
+        scaler = FeatureScaler.fit(config.scaling, X)
+        graph, affinity_choice = resolve_affinity(config.graph(), scaler.mode)
+        device = resolve_device(self.device)
         Xt = torch.from_numpy(scaler.transform(X)).to(device)  # (n, d)
         pairs = self._check_constraints(constraints, Xt)  # pairs index rows of the whole sample
         seed = int(np.random.default_rng(self.random_state).integers(2**31 - 20_000))
@@ -276,36 +259,47 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         t0 = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             for restart in range(int(self.n_init)):
-                run = self._train_one(Xt, graph, train, seed + restart, pairs)
+                run = self._train_one(Xt, config, graph, seed + restart, pairs)
                 gen = torch.Generator().manual_seed(seed + 10_000 + restart)
-                score = subgraph_ncut(run["head"], Xt, graph, train.batch_size, _SELECTION_BATCHES, gen, run["Z"])
+                score = subgraph_ncut(run["head"], Xt, graph, config.batch_size, _SELECTION_BATCHES, gen,
+                                      run["Z"]) if run["head"].config.n_clusters > 1 else 0.0
                 self.selection_ncut_.append(score)
                 log.info("restart %d: held-out subgraph ncut %.4f", restart, score)
                 if best is None or score < best[0]:
                     best = (score, run)
 
         run = best[1]
-        self.head_, self.training_curve_, self.auto_ = run["head"], run["curve"], run["auto"]
+        self.training_curve_, self.auto_ = run["curve"], run["auto"]
         if affinity_choice:
             self.auto_["affinity"] = affinity_choice
-        self.scaler_ = scaler
         self.graph_config_, self.train_config_ = graph, run["train"]
-        self.n_features_in_ = X.shape[1]
-        self.n_clusters_ = self.head_.config.n_clusters
-        self.cluster_ids_ = np.arange(self.n_clusters_)
         self.fit_seconds_ = time.perf_counter() - t0
-        proba = self._predict_scaled(Xt)  # (n, k)
+        self.model_ = ClusterModel(run["head"], scaler, self._record(config, seed))
+        self.head_, self.scaler_ = self.model_.head, scaler
+        self.n_clusters_ = self.model_.n_clusters
+        self.cluster_ids_ = self.model_.cluster_ids
+        proba = self.model_.proba_of_scaled(Xt.cpu().numpy()).cpu().numpy()  # (n, k)
         self.labels_ = proba.argmax(1)
         self.fit_at_training_ = fit_state(Xt.cpu().numpy(), self.labels_, proba.max(1), self.n_clusters_,
-                                          self.n_neighbors, seed)  # subsamples to DRIFT_ROWS itself
+                                          config.n_neighbors, seed)  # subsamples to DRIFT_ROWS itself
+        self.model_.record["fit_at_training"] = self.fit_at_training_
         return self
 
-    def _train_one(self, Xt, graph, train, seed, pairs) -> dict:
-        k_range = check_k_range(self.k_range, Xt.shape[0]) if self.n_clusters == "auto" else None
-        k = k_range[0] if k_range else int(self.n_clusters)  # with k_range, a placeholder until k is chosen
-        head_config = HeadConfig(Xt.shape[1], k, tuple(self.hidden))
-        siamese = SiameseConfig(**{"n_neighbors": graph.n_neighbors, **(self.siamese_params or {})})
-        prep = prepare_training(Xt, head_config, graph, train, self.gamma, seed, siamese, k_range=k_range)
+    def _record(self, config: ClusterConfig, seed: int) -> dict:
+        """What config.json keeps beside the weights (the jobs write the same keys)."""
+        return {"config": config.to_dict(), "seed": self.random_state, "n_init": int(self.n_init),
+                "graph": self.graph_config_.to_dict(), "train": self.train_config_.to_dict(),
+                "selection_ncut": self.selection_ncut_, "auto": self.auto_}
+
+    def _train_one(self, Xt, config: ClusterConfig, graph: GraphConfig, seed: int, pairs) -> dict:
+        train = config.train()
+        k_range = check_k_range(config.k_range, Xt.shape[0]) if config.n_clusters == "auto" else None
+        k = k_range[0] if k_range else config.n_clusters  # with k_range, a placeholder until k is chosen
+        head_config = HeadConfig(Xt.shape[1], k, config.hidden)
+        if k == 1:  # one cluster: every row is in it, there is nothing to cut
+            torch.manual_seed(seed)
+            return {"head": CutHead(head_config).to(Xt.device), "curve": [], "auto": {}, "train": train, "Z": None}
+        prep = prepare_training(Xt, head_config, graph, train, config.gamma, seed, config.siamese(), k_range=k_range)
         gen = torch.Generator().manual_seed(seed + 1)
         batches = training_batches(Xt, prep.train, prep.train.steps, gen, prep.Z, prep.neighbours)
         curve = prep.warm_curve + fit_head(prep.head, batches, graph, prep.train, constraints=pairs, generator=gen,
@@ -318,71 +312,43 @@ class NeuralCut(ClusterMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ predict
 
-    def _check_fitted_input(self, X) -> np.ndarray:
-        if not hasattr(self, "head_"):
-            raise ValueError("this NeuralCut instance is not fitted yet; call fit first")
-        X = _check_array(X)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but the model was fitted with {self.n_features_in_}")
-        return X
-
-    @torch.no_grad()
-    def _predict_scaled(self, Xt: torch.Tensor, chunk: int = 65536) -> np.ndarray:
-        self.head_.eval()
-        out = [self.head_.predict_proba(Xt[i : i + chunk]).cpu() for i in range(0, Xt.shape[0], chunk)]
-        return torch.cat(out).numpy()  # (n, k)
-
     def predict_proba(self, X) -> np.ndarray:
         """Soft assignments, shape (n, k); rows sum to one."""
-        X = self._check_fitted_input(X)
-        device = next(self.head_.parameters()).device
-        return self._predict_scaled(torch.from_numpy(self.scaler_.transform(X)).to(device))
+        check_is_fitted(self, "model_")
+        return self.model_.predict_proba(self._check_X(X, reset=False))
 
     def predict(self, X) -> np.ndarray:
         """Cluster of each row of X, shape (n,), int64: the stable id ``cluster_ids_`` gives the
         output (the output index itself unless the model was reclustered by the jobs)."""
-        outputs = self.predict_proba(X).argmax(1)  # checks that the model is fitted first
-        return self.cluster_ids_[outputs]
+        check_is_fitted(self, "model_")
+        return self.model_.predict(self._check_X(X, reset=False))
 
-    def fit_predict(self, X, y=None) -> np.ndarray:
-        return self.fit(X).labels_
+    def fit_predict(self, X, y=None, constraints=None) -> np.ndarray:
+        return self.fit(X, constraints=constraints).labels_
 
     # ------------------------------------------------------------------ persistence
 
-    def model_config(self) -> dict:
-        """Everything beside the weights that a model directory records."""
-        return {
-            "estimator": {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.get_params().items()},
-            "scaler": self.scaler_.to_dict(),
-            "graph": self.graph_config_.to_dict(),
-            "train": self.train_config_.to_dict(),
-            "selection_ncut": self.selection_ncut_,
-            "auto": self.auto_,
-            "cluster_ids": self.cluster_ids_.tolist(),
-            "fit_at_training": self.fit_at_training_,
-        }
-
     def save(self, path: str) -> None:
         """Write a model directory (same format as a ``jobs/train.py`` run)."""
-        if not hasattr(self, "head_"):
-            raise ValueError("this NeuralCut instance is not fitted yet; call fit first")
-        save_model_dir(path, self.head_, self.model_config())
+        check_is_fitted(self, "model_")
+        self.model_.save(path, curve=self.training_curve_)
 
     @classmethod
     def load(cls, path: str) -> "NeuralCut":
         """Read a model directory written by :meth:`save` or ``jobs/train.py``."""
-        head, config = load_model_dir(path)
-        est = cls(**{k: v for k, v in config.get("estimator", {}).items() if k in cls._get_param_names()})
-        if est.n_clusters != "auto":
-            est.n_clusters = head.config.n_clusters
-        est.n_clusters_ = head.config.n_clusters
-        est.cluster_ids_ = cluster_ids(config, head.config.n_clusters)
-        est.fit_at_training_ = config.get("fit_at_training")
-        est.head_ = head.to(_resolve_device(est.device))
-        est.scaler_ = FeatureScaler.from_dict(config["scaler"])
-        est.graph_config_ = GraphConfig.from_dict(config["graph"])
-        est.train_config_ = TrainConfig.from_dict(config["train"])
-        est.selection_ncut_ = config.get("selection_ncut", [])
-        est.auto_ = config.get("auto", {})
-        est.n_features_in_ = head.config.input_dim
+        model = ClusterModel.load(path)
+        record = model.record
+        seed = record.get("seed", record.get("estimator", {}).get("random_state"))  # format 1: "estimator"
+        settings = model.config
+        est = cls(**{f.name: getattr(settings, f.name) for f in fields(ClusterConfig)}, random_state=seed, n_init=record.get("n_init", 1))
+        est.model_ = model.to(resolve_device(est.device))
+        est.head_, est.scaler_ = model.head, model.scaler
+        est.n_clusters_ = model.n_clusters
+        est.cluster_ids_ = model.cluster_ids
+        est.fit_at_training_ = record.get("fit_at_training")
+        est.graph_config_ = GraphConfig.from_dict(record["graph"])
+        est.train_config_ = TrainConfig.from_dict(record["train"])
+        est.selection_ncut_ = record.get("selection_ncut", [])
+        est.auto_ = record.get("auto", {})
+        est.n_features_in_ = model.input_dim
         return est

@@ -1,9 +1,14 @@
-"""Nearest neighbours with faiss, and the normalized cut of a labelling on a kNN graph. No Ray.
+"""The kNN graphs over a whole sample, and the normalized cut of a labelling on one. No Ray.
 
-The graph is the system's one kNN heat-kernel graph (:func:`ray_ncut.affinity.heat_kernel`,
-symmetrised as ``(A + A^T) / 2``). Queries run in shards and each shard returns
-per-cluster cut / volume / size sums (:func:`ray_ncut.metrics.cut_partial`), which
-add up to exactly the one-shot result.
+Every such graph is the system's one kNN heat-kernel graph (:func:`ray_ncut.affinity.heat_kernel`
+on each row's nearest other rows, symmetrised as ``(A + A^T) / 2``), whichever search finds
+the neighbours (:func:`nearest`, ``backend``): ``"exact"`` (scikit-learn's exact search: the
+warm start's and k selection's graphs of a few thousand rows) or ``"faiss"`` (flat below
+``IVF_MIN_ROWS`` rows, IVF above, on the GPU where a GPU build sees one: the metric's graph).
+:func:`sparse_knn_graph` returns it as a scipy matrix; :func:`knn_graph` holds it as shards
+whose per-cluster cut / volume / size sums (:func:`ray_ncut.metrics.cut_partial`) add up to
+exactly the one-shot result. (The minibatch graphs of training are built in torch by
+:func:`ray_ncut.affinity.knn_affinity`.)
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import torch
 from .affinity import heat_kernel, median_knn_sigma
 from .metrics import CutSums, cut_partial, cut_scores, merge_cut
 
-__all__ = ["build_index", "default_metric_sample", "knn_search", "knn_graph", "knn_cut", "KnnGraph", "neighbour_table"]
+__all__ = ["BACKENDS", "nearest", "sparse_knn_graph", "build_index", "default_metric_sample", "knn_search", "knn_graph",
+           "knn_cut", "KnnGraph", "neighbour_table"]
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,7 @@ IVF_MIN_ROWS = 20_000
 # about 3 s on 2 cores (measured: 70k x 784 takes 34 s, as long as the rest of a job).
 METRIC_SAMPLE_MAX = 100_000
 EXACT_SEARCH_BUDGET = 2.5e11
+BACKENDS = ("exact", "faiss")
 
 
 def _gpu_usable(faiss) -> bool:
@@ -77,20 +84,55 @@ def knn_search(index, Q: np.ndarray, query_ids: np.ndarray, n_neighbors: int):
     """Neighbours of the query rows Q (m, d) among the indexed rows, excluding each query itself
     (``query_ids`` are the queries' row numbers in the index). Returns ``(d2, idx)``, each (m, s)."""
     d2, idx = index.search(np.ascontiguousarray(Q, dtype=np.float32), n_neighbors + 1)
+    return _drop_self(d2, idx, query_ids, n_neighbors)
+
+
+def _drop_self(d2: np.ndarray, idx: np.ndarray, query_ids: np.ndarray, s: int) -> tuple[np.ndarray, np.ndarray]:
+    """Of s + 1 found neighbours, drop the query itself (or, where duplicates hid it, the farthest)."""
     is_self = idx == query_ids[:, None]
     keep = ~is_self
-    keep[~is_self.any(1), -1] = False  # self not found (duplicates): drop the farthest instead
-    m = len(Q)
-    return np.maximum(d2[keep].reshape(m, n_neighbors), 0.0), idx[keep].reshape(m, n_neighbors)
+    keep[~is_self.any(1), -1] = False
+    m = len(idx)
+    return np.maximum(d2[keep].reshape(m, s), 0.0), idx[keep].reshape(m, s)
+
+
+def nearest(X: np.ndarray, n_neighbors: int, backend: str = "faiss") -> tuple[np.ndarray, np.ndarray]:
+    """Each row's ``n_neighbors`` nearest other rows of X (n, d): ``(d2, idx)``, each (n, s), squared
+    distances ascending. ``backend``: "exact" (scikit-learn) or "faiss" (see the module)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} should be one of {BACKENDS}")
+    n = len(X)
+    s = min(n_neighbors, n - 1)
+    if backend == "faiss":
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        return knn_search(build_index(X)[0], X, np.arange(n), s)
+    from sklearn.neighbors import NearestNeighbors
+
+    dist, idx = NearestNeighbors(n_neighbors=s + 1).fit(X).kneighbors(X)
+    return _drop_self(dist.astype(np.float64) ** 2, idx, np.arange(n), s)
 
 
 def neighbour_table(X: np.ndarray, n_neighbors: int) -> np.ndarray:
     """(n, s) row indices of each row's s nearest other rows of X (n, d); a training sample's
     neighbours, for minibatches of real neighbourhoods and the Siamese positives."""
-    X = np.ascontiguousarray(X, dtype=np.float32)
-    s = min(n_neighbors, len(X) - 1)
-    index, _ = build_index(X)
-    return knn_search(index, X, np.arange(len(X)), s)[1].astype(np.int64)
+    return nearest(X, n_neighbors, "faiss")[1].astype(np.int64)
+
+
+def sparse_knn_graph(X, n_neighbors: int = 10, sigma: float | str = "auto", local_scaling: bool = False,
+                     scale_neighbor: int = 7, backend: str = "exact"):
+    """The kNN heat-kernel graph of X (n, d) as a symmetric scipy CSR matrix (n, n), ``(A + A^T) / 2``.
+
+    Suits a sample (10^3 - 10^5 rows): the warm start, the choice of k, tests against brute force.
+    """
+    import scipy.sparse as sp
+
+    n = X.shape[0]
+    d2, idx = nearest(X, n_neighbors, backend)
+    s = idx.shape[1]
+    weights = heat_kernel(torch.from_numpy(d2.astype(np.float64)), torch.from_numpy(idx), sigma, local_scaling,
+                          scale_neighbor).numpy()
+    A = sp.csr_matrix((weights.ravel(), (np.repeat(np.arange(n), s), idx.ravel())), shape=(n, n))
+    return ((A + A.T) * 0.5).tocsr()
 
 
 @dataclass

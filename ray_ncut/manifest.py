@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data.readers import ReadUnit, _filesystem
+from .data.readers import ReadUnit, filesystem
 
 __all__ = ["MANIFEST_FILE", "Reuse", "model_fingerprint", "file_state", "plan_reuse", "build_manifest"]
 
@@ -35,7 +35,7 @@ def model_fingerprint(model_dir: str, cluster_ids: list) -> str:
 
 def file_state(uri: str) -> dict:
     """``{"size", "mtime_ns"}`` of an input file (local path or URI)."""
-    fs, path = _filesystem(uri)
+    fs, path = filesystem(uri)
     info = fs.get_file_info(path)
     mtime = info.mtime_ns if info.mtime_ns is not None else None
     return {"size": int(info.size), "mtime_ns": mtime}

@@ -5,9 +5,11 @@ A model directory is what ``NeuralCut.save`` and ``jobs/train.py`` write and wha
 
     RUN_DIR/
       model.pt      {"head_config": {...}, "state_dict": {...}}  (torch.save)
-      config.json   head, scaler (with its statistics), graph, training settings,
-                    seed and library versions: everything needed to reproduce a label;
-                    ``cluster_ids``, the stable id of each output (0..k-1 unless reclustered)
+      config.json   format_version; config (the ClusterConfig asked for); head, scaler (with
+                    its statistics), graph and train (as resolved), auto (the label-free
+                    choices), seed and library versions: everything needed to reproduce a
+                    label; ``cluster_ids``, the stable id of each output (0..k-1 unless reclustered)
+      curve.csv     the loss terms per step
       reference.npy a uniform sample of the raw training rows (jobs only), on which the
                     next ``jobs/recluster.py`` matches its clusters to these ids
 """
@@ -22,15 +24,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .publish import write_json_atomic
+from .publish import write_atomic, write_json_atomic
+from .validation import check_dimension
 
-__all__ = ["HeadConfig", "CutHead", "mlp", "save_model_dir", "load_model_dir", "cluster_ids", "MODEL_FILE",
+__all__ = ["HeadConfig", "CutHead", "ClusterModel", "mlp", "resolve_device", "save_model_dir", "load_model_dir",
+           "cluster_ids", "MODEL_FILE",
            "CONFIG_FILE", "REFERENCE_FILE"]
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
-REFERENCE_FILE = "reference.npy"  # raw rows of the training sample, shared with the next recluster
-FORMAT_VERSION = 1
+REFERENCE_FILE = "reference.npy"
+CURVE_FILE = "curve.csv"  # loss terms per step  # raw rows of the training sample, shared with the next recluster
+FORMAT_VERSION = 2  # 2: config.json's settings are one ClusterConfig ("config"); 1 had "estimator"
 
 
 @dataclass
@@ -45,8 +50,8 @@ class HeadConfig:
         self.hidden = tuple(int(h) for h in self.hidden)
         if self.input_dim < 1:
             raise ValueError(f"input_dim={self.input_dim} should be >= 1")
-        if self.n_clusters < 2:
-            raise ValueError(f"n_clusters={self.n_clusters} should be >= 2")
+        if self.n_clusters < 1:
+            raise ValueError(f"n_clusters={self.n_clusters} should be >= 1")
 
 
 def mlp(d_in: int, hidden: tuple, d_out: int) -> nn.Sequential:
@@ -87,20 +92,130 @@ def versions() -> dict:
     return {"ray_ncut": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "sklearn": sklearn.__version__}
 
 
-def save_model_dir(path: str, head: CutHead, config: dict, reference=None) -> None:
-    """Write ``model.pt`` and ``config.json`` (and ``reference.npy``, the raw rows
-    ``reference`` (r, d) when given) into ``path`` (created if needed).
+class ClusterModel:
+    """A trained clustering: the cut head, the feature scaling, and the record of how it was made.
 
-    ``config`` is the caller's full settings dict (scaler, graph, training, ...);
-    the head config, format version and library versions are added here.
+    The one object every path predicts with: ``NeuralCut`` (``model_``), the labelling
+    actors, the training job's checks and the benchmarks. It needs no learned
+    representation at prediction time (a Siamese embedding only shaped the training
+    graphs; the head reads the scaled input features).
+
+    Parameters
+    ----------
+    head : CutHead
+    scaler : FeatureScaler
+    record : dict
+        Everything ``config.json`` keeps beside the weights: ``config`` (the
+        :class:`ray_ncut.config.ClusterConfig` asked for), ``graph``, ``train``, ``auto``,
+        ``cluster_ids``, ``fit_at_training``, ``data``, ...
+    """
+
+    def __init__(self, head: CutHead, scaler, record: dict | None = None):
+        self.head = head.eval()
+        self.scaler = scaler
+        self.record = dict(record or {})
+        self.cluster_ids = cluster_ids(self.record, head.config.n_clusters)  # (k,) int64
+
+    @property
+    def n_clusters(self) -> int:
+        return self.head.config.n_clusters
+
+    @property
+    def input_dim(self) -> int:
+        return self.head.config.input_dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.head.parameters()).device
+
+    @property
+    def config(self):
+        """The :class:`ray_ncut.config.ClusterConfig` the model was trained with."""
+        from .config import ClusterConfig
+
+        return ClusterConfig.from_dict(self.record.get("config", {}))
+
+    def to(self, device) -> "ClusterModel":
+        self.head.to(device)
+        return self
+
+    def check_dimension(self, n_features: int, where: str = "X", model: str = "the model") -> None:
+        check_dimension(n_features, self.input_dim, where, model)
+
+    @torch.no_grad()
+    def proba_of_scaled(self, Z: np.ndarray, chunk: int = 65536) -> torch.Tensor:
+        """Scaled rows (n, d) -> soft assignments (n, k) on the model's device, ``chunk`` rows at a time."""
+        device = self.device
+        parts = [self.head.predict_proba(torch.from_numpy(np.ascontiguousarray(Z[i:i + chunk], np.float32)).to(device))
+                 for i in range(0, len(Z), chunk)]
+        return torch.cat(parts) if parts else torch.zeros((0, self.n_clusters), device=device)
+
+    def assign(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Raw rows (n, d) -> (scaled rows (n, d), output index (n,) int32, confidence (n,) float32)."""
+        Z = self.scaler.transform(X)
+        confidence, output = self.proba_of_scaled(Z).max(1)
+        return Z, output.to(torch.int32).cpu().numpy(), confidence.to(torch.float32).cpu().numpy()
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Raw rows (n, d) -> soft assignments (n, k), rows summing to one (column j: output j)."""
+        return self.proba_of_scaled(self.scaler.transform(X)).cpu().numpy()
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Raw rows (n, d) -> the stable cluster id of each row (n,) int64."""
+        return self.cluster_ids[self.assign(X)[1]]
+
+    def save(self, path: str, reference: np.ndarray | None = None, curve: list[dict] | None = None) -> None:
+        """Write the model directory ``path``; ``reference``: raw rows (r, d) kept for reclustering;
+        ``curve``: the loss terms per step, written as ``curve.csv`` (what report.html draws)."""
+        record = {**self.record, "scaler": self.scaler.to_dict(), "cluster_ids": self.cluster_ids.tolist()}
+        save_model_dir(path, self.head, record, reference)
+        if curve:
+            write_curve(os.path.join(path, CURVE_FILE), curve)
+
+    @classmethod
+    def load(cls, path: str, device: str = "cpu") -> "ClusterModel":
+        """Read a model directory (any format up to this version's); errors are one line naming the path."""
+        from .scaling import FeatureScaler
+
+        head, record = load_model_dir(path)
+        return cls(head, FeatureScaler.from_dict(record["scaler"]), record).to(resolve_device(device))
+
+
+def write_curve(path: str, curve: list[dict]) -> None:
+    """``curve.csv``: one row per step, one column per loss term (a term a step lacks is empty: the
+    warm start's distillation steps, numbered below 0, have only ``distill_ce``)."""
+    import csv
+
+    columns = list(dict.fromkeys(name for row in curve for name in row))
+
+    def write(f):
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerows(curve)
+
+    write_atomic(path, write, mode="w")
+
+
+def resolve_device(device: str) -> torch.device:
+    """"auto" -> CUDA when this process sees a GPU, else CPU; anything else as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def save_model_dir(path: str, head: CutHead, record: dict, reference=None) -> None:
+    """Write ``model.pt`` and ``config.json`` (and ``reference.npy``) into ``path`` (created if needed).
+
+    ``record`` is what ``config.json`` keeps beside the weights; the head's shape, the
+    format version and the library versions are added here.
     """
     os.makedirs(path, exist_ok=True)
     if reference is not None:
-        np.save(os.path.join(path, REFERENCE_FILE), np.asarray(reference, dtype=np.float32))
+        write_atomic(os.path.join(path, REFERENCE_FILE), lambda f: np.save(f, np.asarray(reference, np.float32)))
     head_config = asdict(head.config)
     state = {k: v.detach().cpu() for k, v in head.state_dict().items()}
-    torch.save({"head_config": head_config, "state_dict": state}, os.path.join(path, MODEL_FILE))
-    full = {"format_version": FORMAT_VERSION, "head": head_config, **config, "versions": versions()}
+    write_atomic(os.path.join(path, MODEL_FILE), lambda f: torch.save({"head_config": head_config, "state_dict": state}, f))
+    full = {"format_version": FORMAT_VERSION, "head": head_config, **record, "versions": versions()}
     write_json_atomic(os.path.join(path, CONFIG_FILE), full)
 
 
@@ -113,10 +228,11 @@ def cluster_ids(config: dict, k: int) -> np.ndarray:
 
 
 def load_model_dir(path: str) -> tuple[CutHead, dict]:
-    """Read a model directory; returns the head (eval mode, CPU) and the full config dict.
+    """Read a model directory; returns the head (eval mode, CPU) and its record (config.json).
 
-    Raises ``ValueError`` with one line naming the path when the directory is missing,
-    incomplete, corrupt, or written in a format newer than this version reads.
+    A format-1 record (before the one configuration) has its ``estimator`` settings
+    read as ``config``. Raises ``ValueError`` with one line naming the path when the
+    directory is missing, incomplete, corrupt, or written in a newer format.
     """
     if not os.path.isdir(path):
         raise ValueError(f"model directory {path} does not exist")
@@ -130,6 +246,8 @@ def load_model_dir(path: str) -> tuple[CutHead, dict]:
     except (OSError, ValueError) as e:
         raise ValueError(f"{config_file} is not readable JSON (corrupt or truncated): {e}") from None
     _check_format(config, config_file)
+    if "config" not in config:  # format 1
+        config["config"] = _config_of_format_1(config.get("estimator", {}))
     try:
         blob = torch.load(model_file, map_location="cpu", weights_only=True)
         head = CutHead(HeadConfig(**blob["head_config"]))
@@ -138,6 +256,18 @@ def load_model_dir(path: str) -> tuple[CutHead, dict]:
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"{model_file} is not a readable ray_ncut model (corrupt or truncated): {first}") from None
     return head.eval(), config
+
+
+def _config_of_format_1(estimator: dict) -> dict:
+    """A format-1 ``estimator`` dict as a ClusterConfig dict (settings it lacked take their defaults)."""
+    from .config import ClusterConfig
+
+    params = dict(estimator)
+    steps = (params.get("siamese_params") or {}).get("steps")
+    if steps:
+        params["siamese_params"] = {k: v for k, v in params["siamese_params"].items() if k != "steps"} or None
+        params["siamese_steps"] = steps
+    return ClusterConfig.from_dict(params).to_dict()
 
 
 def _check_format(config: dict, where: str) -> None:

@@ -41,7 +41,7 @@ import uuid
 __all__ = [
     "MARKER_FILE", "OutputError", "Interrupted", "sibling", "check_out", "make_staging", "seal", "is_ours",
     "publish", "remove_ours", "clean_stale_siblings", "write_json_atomic", "is_complete", "is_marked", "local_input_path",
-    "running_owner", "claim_staging",
+    "running_owner", "claim_staging", "write_atomic", "record_added_file",
 ]
 
 MARKER_FILE = "_RAY_NCUT.json"
@@ -65,12 +65,24 @@ def sibling(out: str, tag: str) -> str:
     return os.path.join(parent, f".{name}.{tag}")
 
 
+def write_atomic(path: str, write, mode: str = "wb") -> None:
+    """``write(f)`` into a hidden temporary file beside ``path``, then rename it to ``path``:
+    a reader (or a crash) never sees a half-written file under the final name. The hidden
+    name (``.NAME.<pid>.tmp``) is skipped by Parquet readers and removed by the jobs' checks."""
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+
+
 def write_json_atomic(path: str, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename."""
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=_json_default)
-    os.replace(tmp, path)
+    """Write ``obj`` as JSON to ``path`` atomically (:func:`write_atomic`)."""
+    write_atomic(path, lambda f: json.dump(obj, f, indent=2, default=_json_default), mode="w")
 
 
 def _json_default(o):
@@ -264,6 +276,15 @@ def seal(staging: str, kind: str) -> None:
     """Mark a staging folder complete: its marker now lists every file in it."""
     files = [f for f in _files_under(staging) if f != MARKER_FILE]
     _write_marker(staging, kind, files, complete=True)
+
+
+def record_added_file(path: str, name: str) -> None:
+    """List ``name`` in the marker of the published output ``path`` (a file ray_ncut added later,
+    such as a re-rendered report.html), so that ``--overwrite`` still sees nothing foreign.
+    A folder without a marker is left as it is."""
+    marker = _read_marker(path)
+    if marker is not None and name not in marker.get("files", []):
+        _write_marker(path, marker["kind"], sorted([*marker.get("files", []), name]), marker.get("complete", False))
 
 
 def is_complete(path: str, kind: str) -> bool:

@@ -12,12 +12,10 @@ from __future__ import annotations
 import os
 
 import numpy as np
-import torch
 
 from .drift import fit_state
 from .knn import knn_cut
-from .model import REFERENCE_FILE, CutHead, cluster_ids
-from .scaling import FeatureScaler
+from .model import REFERENCE_FILE, ClusterModel
 from .stable_ids import IdMatch, churn, match_clusters
 
 __all__ = ["REFERENCE_ROWS", "reference_sample", "read_reference", "carry_ids", "fit_of", "describe"]
@@ -37,30 +35,21 @@ def read_reference(model_dir: str) -> np.ndarray | None:
     return np.load(path) if os.path.isfile(path) else None
 
 
-@torch.no_grad()
-def _outputs(head: CutHead, scaler: FeatureScaler, X: np.ndarray) -> np.ndarray:
-    """(n,) the head's output index for raw rows X (n, d)."""
-    return head.predict_proba(torch.from_numpy(scaler.transform(X))).argmax(1).numpy()
-
-
-@torch.no_grad()
-def fit_of(head: CutHead, scaler: FeatureScaler, X: np.ndarray, n_neighbors: int = 10) -> dict:
+def fit_of(model: ClusterModel, X: np.ndarray, n_neighbors: int = 10) -> dict:
     """The model's fit to raw rows X (n, d) (:func:`ray_ncut.drift.fit_state`): recorded at training
     time on the reference rows, it is what the labelling job's drift check compares with."""
-    Z = scaler.transform(X)
-    proba = head.predict_proba(torch.from_numpy(Z)).numpy()  # (n, k)
-    return fit_state(Z, proba.argmax(1), proba.max(1), head.config.n_clusters, n_neighbors)
+    Z, output, confidence = model.assign(X)
+    return fit_state(Z, output, confidence, model.n_clusters, n_neighbors)
 
 
-def carry_ids(previous: tuple[CutHead, dict], head: CutHead, scaler: FeatureScaler, sample: np.ndarray,
-              reference: np.ndarray | None, n_neighbors: int = 10) -> tuple[IdMatch, dict]:
-    """Stable ids for the new ``head`` and the report of the recluster.
+def carry_ids(previous: ClusterModel, model: ClusterModel, sample: np.ndarray, reference: np.ndarray | None,
+              n_neighbors: int = 10) -> tuple[IdMatch, dict]:
+    """Stable ids for the new ``model`` and the report of the recluster.
 
     Parameters
     ----------
-    previous : (CutHead, dict)
-        The previous model and its config (``load_model_dir``).
-    head, scaler : the new model (CPU) and its feature scaling.
+    previous, model : ClusterModel
+        The previous model (its ``cluster_ids`` and ``next_cluster_id``) and the new one.
     sample : ndarray of shape (m, d)
         Raw rows of the grown data (the new training sample).
     reference : ndarray of shape (r, d) or None
@@ -68,19 +57,16 @@ def carry_ids(previous: tuple[CutHead, dict], head: CutHead, scaler: FeatureScal
         models label. ``None`` (a model saved without them) uses ``sample`` instead, where new
         rows can pull a previous id towards a new cluster.
     """
-    prev_head, prev_config = previous
-    prev_scaler = FeatureScaler.from_dict(prev_config["scaler"])
-    prev_ids = cluster_ids(prev_config, prev_head.config.n_clusters)
-    next_id = int(prev_config.get("next_cluster_id", int(prev_ids.max()) + 1))
+    next_id = int(previous.record.get("next_cluster_id", int(previous.cluster_ids.max()) + 1))
     shared = sample if reference is None else reference
-    before = prev_ids[_outputs(prev_head, prev_scaler, shared)]
-    current = _outputs(head, scaler, shared)
-    match = match_clusters(before, current, head.config.n_clusters, prev_ids, next_id)
+    before = previous.predict(shared)
+    current = model.assign(shared)[1]
+    match = match_clusters(before, current, model.n_clusters, previous.cluster_ids, next_id)
 
     cut_rows = sample[:CUT_ROWS]
-    Z = scaler.transform(cut_rows)  # one graph, the new model's scaling, for both partitions
-    cut_before = knn_cut(Z, _outputs(prev_head, prev_scaler, cut_rows), prev_head.config.n_clusters, n_neighbors)
-    cut_after = knn_cut(Z, _outputs(head, scaler, cut_rows), head.config.n_clusters, n_neighbors)
+    Z = model.scaler.transform(cut_rows)  # one graph, the new model's scaling, for both partitions
+    cut_before = knn_cut(Z, previous.assign(cut_rows)[1], previous.n_clusters, n_neighbors)
+    cut_after = knn_cut(Z, model.assign(cut_rows)[1], model.n_clusters, n_neighbors)
     report = {
         "shared_sample": ("the previous model's reference rows" if reference is not None
                           else "the new training sample (the previous model kept no reference rows)"),

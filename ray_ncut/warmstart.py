@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .affinity import sparse_knn_graph
+from .knn import sparse_knn_graph
 from .config import GraphConfig, TrainConfig
 from .metrics import normalized_cut
 

@@ -5,6 +5,8 @@ signal to the job's process group, or SIGKILL to a Ray worker found by its proce
 """
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,12 +15,13 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RAY_BIN = os.path.join(os.path.dirname(sys.executable), "ray")
 
 # Ray's process titles of the workers the jobs start (as `ps` shows them)
-LABEL_ACTOR = "MapBatches(UnitLabelActor)"
+LABEL_ACTOR = "MapBatches(UnitAssignActor)"
 TRAIN_WORKER = "ray::RayTrainWorker"
 
 
@@ -101,3 +104,26 @@ def forget_address(gcs_port: int) -> None:
             os.remove(record)
     except FileNotFoundError:
         pass
+
+
+# Appended to a *copy* of a report: counts the images the browser decoded once the page loaded.
+_IMAGE_CHECK = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
+                "document.title = 'rendered ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length + "
+                "'/' + imgs.length; });</script>")
+
+
+def rendered_images(report: Path, tmp: Path) -> tuple[int, int]:
+    """(images rendered, images) of an HTML report opened in headless Chromium; also saves
+    ``tmp/screenshot.png`` of the page."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    page = tmp / "checked.html"
+    page.write_text(report.read_text() + _IMAGE_CHECK)
+    flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000"]
+    dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    subprocess.run([*flags, f"--screenshot={tmp / 'screenshot.png'}", "--window-size=800,3000", report.as_uri()],
+                   capture_output=True, timeout=120)
+    found = re.search(r"<title>rendered (\d+)/(\d+)</title>", dom)
+    assert found, f"the page did not finish loading in Chromium: {dom[:300]!r}"
+    return int(found.group(1)), int(found.group(2))

@@ -13,9 +13,11 @@ import pytest
 from sklearn.datasets import make_blobs
 
 from ray_ncut import NeuralCut
-from ray_ncut.affinity import sparse_knn_graph
-from ray_ncut.labeling import ClusterLabeler
-from ray_ncut.metrics import accuracy, ari, nmi, normalized_cut
+from ray_ncut.knn import sparse_knn_graph
+from ray_ncut.assign import ClusterAssigner
+from ray_ncut.metrics import accuracy, ari, contingency_partial, nmi, normalized_cut
+
+from jobs_helpers import rendered_images
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,9 +52,9 @@ def read_labels(out):
 
 
 def test_labeler_on_a_plain_batch_matches_predict(corpus):
-    labeler = ClusterLabeler(str(corpus["root"] / "model"))
+    assigner = ClusterAssigner(str(corpus["root"] / "model"))
     X = corpus["X"][:50]
-    out = labeler({"id": np.arange(50), "features": X})
+    out = assigner({"id": np.arange(50), "features": X})
     np.testing.assert_array_equal(out["cluster"], corpus["model"].predict(X))
     assert out["cluster"].dtype == np.int32 and out["confidence"].dtype == np.float32
     np.testing.assert_allclose(out["confidence"], corpus["model"].predict_proba(X).max(1), rtol=1e-6)
@@ -64,7 +66,7 @@ def test_labeler_works_on_ray_take_batch(ray_cluster, corpus):
 
     ds = ray.data.from_items([{"id": i, "features": corpus["X"][i]} for i in range(20)])
     batch = ds.take_batch(8)
-    out = ClusterLabeler(str(corpus["root"] / "model"))(batch)
+    out = ClusterAssigner(str(corpus["root"] / "model"))(batch)
     np.testing.assert_array_equal(out["cluster"], corpus["model"].predict(corpus["X"][batch["id"]]))
 
 
@@ -98,6 +100,42 @@ def test_labels_ids_and_exact_metrics(ray_cluster, corpus, tmp_path):
     assert m["normalized_cut"]["sample"] == "all rows"
     assert set(m["stage_seconds"]) == {"start", "label", "validate", "ncut"}
     assert m["rows_per_second"] > 0 and m["steady_rows_per_second"] > 0
+    # the report's numbers are exact sharded merges too: the histogram of every written confidence,
+    # the contingency table of every row
+    hist = np.histogram(labels["confidence"].to_numpy(), bins=20, range=(0.0, 1.0))[0]
+    assert m["confidence_histogram"]["counts"] == hist.tolist()
+    one_shot = contingency_partial(y, expected)
+    assert m["ground_truth"]["contingency"]["table"] == one_shot.table.tolist()
+    assert m["ground_truth"]["contingency"]["clusters"] == one_shot.clusters.tolist()
+
+
+@pytest.mark.ray
+def test_every_labelling_run_writes_a_report_whose_images_render(ray_cluster, corpus, tmp_path):
+    out = tmp_path / "labels"
+    done = assign(["--model", str(corpus["root"] / "model"), "--data", str(corpus["data"]),
+                   "--out", str(out), "--label-column", "truth"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    page = (out / "report.html").read_text()
+    for section in ("Training curve", "Cluster sizes", "Confidence", "2-D projection", "Confusion matrix"):
+        assert f"<h2>{section}</h2>" in page
+    assert "src='http" not in page and "src=\"http" not in page  # self-contained
+    assert rendered_images(out / "report.html", tmp_path) == (5, 5)
+    assert (tmp_path / "screenshot.png").stat().st_size > 10_000
+    # a broken image is caught: the check can fail
+    broken = tmp_path / "broken.html"
+    broken.write_text(page.replace("base64,iVBOR", "base64,AAAA", 1))
+    assert rendered_images(broken, tmp_path) == (4, 5)
+
+    # jobs/report.py re-renders it; the output stays ray_ncut's own (listed in its marker)
+    before = (out / "report.html").stat().st_mtime_ns
+    again = subprocess.run([sys.executable, str(ROOT / "jobs" / "report.py"), str(out)], capture_output=True,
+                           text=True, timeout=120)
+    assert again.returncode == 0 and f"Wrote {out / 'report.html'}" in again.stdout
+    assert (out / "report.html").stat().st_mtime_ns != before
+    assert "report.html" in json.loads((out / "_RAY_NCUT.json").read_text())["files"]
+    missing = subprocess.run([sys.executable, str(ROOT / "jobs" / "report.py"), str(tmp_path / "nope")],
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nope'} is not a directory"
     assert (out / "_SUCCESS").exists()
 
 

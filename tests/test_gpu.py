@@ -6,7 +6,7 @@ import torch
 
 from ray_ncut import NeuralCut
 from ray_ncut.data import load_builtin
-from ray_ncut.labeling import ClusterLabeler
+from ray_ncut.assign import ClusterAssigner
 from ray_ncut.metrics import accuracy
 
 pytestmark = [
@@ -32,10 +32,10 @@ def test_estimator_trains_on_the_gpu(fitted_on_gpu):
 def test_gpu_and_cpu_labels_agree(fitted_on_gpu, tmp_path):
     est, X, _ = fitted_on_gpu
     est.save(str(tmp_path / "m"))
-    gpu = ClusterLabeler(str(tmp_path / "m"), device="auto")
-    cpu = ClusterLabeler(str(tmp_path / "m"), device="cpu")
-    assert gpu.device.type == "cuda"
-    assert (gpu.predict(X[:5000])[1] == cpu.predict(X[:5000])[1]).mean() > 0.999
+    gpu = ClusterAssigner(str(tmp_path / "m"), device="auto")
+    cpu = ClusterAssigner(str(tmp_path / "m"), device="cpu")
+    assert gpu.model.device.type == "cuda"
+    assert (gpu.model.assign(X[:5000])[1] == cpu.model.assign(X[:5000])[1]).mean() > 0.999
 
 
 def test_faiss_uses_the_gpu_index_when_a_gpu_build_is_installed():

@@ -14,6 +14,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from sklearn.datasets import make_blobs
 
 from jobs_helpers import ROOT, free_port, job, ray_workers, start_job, survivors, wait_for
@@ -190,9 +191,21 @@ def test_sigint_during_training_keeps_the_previous_model_says_how_to_resume_and_
     assert survivors(family) == []  # no Ray process the job started is left
     assert model_bytes(out) == before and NeuralCut.load(out).predict(table[1][:5]).shape == (5,)
 
-    # the advertised command continues from the checkpoint and then replaces the model
+    # every checkpoint carries the run's configuration; --resume refuses a flag that contradicts it
+    state = torch.load(next(staging.glob("ray_train/train/checkpoint_*/state.pt")), weights_only=False)
+    assert state["record"]["config"]["steps"] == 1500 and state["record"]["config"]["hidden"] == [32, 32]
+    clash = job("train.py", ["--data", str(table[0]), "--k", "3", "--out", str(out), "--resume", *LONG,
+                             "--steps", "2000", "--lr", "0.01"])
+    assert clash.returncode == 2 and error_lines(clash) == [
+        f"error: --resume: --steps 2000 (the run has 1500); --lr 0.01 (the run has 0.001) contradicts the interrupted "
+        f"run in {staging}: leave the flag out to continue it, or pass --overwrite instead to start over"]
+    assert staging.exists() and model_bytes(out) == before
+
+    # the advertised command continues from the checkpoint, reusing the run's preparation, and then
+    # replaces the model
     done = job("train.py", ["--data", str(table[0]), "--k", "3", "--out", str(out), "--resume", *LONG])
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "[ray_ncut] --resume: the preparation of the interrupted run is reused" in done.stdout
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from_step"] >= 100 and summary["steps"] == 1500
     assert len((out / "curve.csv").read_text().splitlines()) == 1 + 1500

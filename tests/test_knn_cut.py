@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ray_ncut.affinity import sparse_knn_graph
+from ray_ncut.knn import sparse_knn_graph
 from ray_ncut.knn import (
     IVF_MIN_ROWS,
     build_index,

@@ -76,7 +76,7 @@ def test_auto_gamma_siamese_affinity_and_constraints_in_one_run(ray_cluster, blo
            "--affinity", "siamese", "--siamese-steps", "100", "--constraints", str(pairs), *SMALL])
     assert accuracy(y, NeuralCut.load(out).predict(X)) >= 0.99
     config = json.loads((out / "config.json").read_text())
-    assert config["estimator"]["gamma"] == "auto" and config["train"]["gamma"] == config["auto"]["gamma"]["gamma"]
+    assert config["config"]["gamma"] == "auto" and config["train"]["gamma"] == config["auto"]["gamma"]["gamma"]
     assert config["auto"]["sigma"]["mode"] == "auto" and config["auto"]["sigma"]["sigma"] > 0
     assert config["auto"]["siamese"]["steps"] == 100 and config["graph"]["affinity"] == "siamese"
     assert (out / "ray_train" / "embedding").is_dir()  # the embedding was trained by Ray Train
@@ -84,7 +84,7 @@ def test_auto_gamma_siamese_affinity_and_constraints_in_one_run(ray_cluster, blo
     summary = json.loads((out / "summary.json").read_text())
     assert summary["workers"] == 1  # the default on a CPU cluster of one node: one worker with all its cores
     curve_header = (out / "curve.csv").read_text().splitlines()[0]
-    assert curve_header == "step,loss,cut,orth"
+    assert curve_header == "step,loss,cut,orth,kcl"  # every loss term, the constraints' included
 
 
 def test_embedding_trained_by_ray_train_is_the_in_memory_one_with_one_worker(ray_cluster, tmp_path):
@@ -150,8 +150,8 @@ def test_constraint_id_missing_from_the_data_is_one_line(ray_cluster, blob_parqu
         (lambda d: str(d / "missing.parquet"), [], "no such file or directory"),
         (lambda d: _parquet(d, {"x": [1.0, 2.0, 3.0]}), ["--feature-columns", "x,zz"], "feature column 'zz' not found"),
         (lambda d: _parquet(d, {"x": [1.0, float("nan"), 3.0], "z": [0.0, 1.0, 2.0]}), [],
-         "NaN or infinite feature at row 1, feature 0: nan"),
-        (lambda d: _two_files_nan_in_second(d), ["--k", "2"], "1 rows with NaN or infinite features; first: row id part-1.parquet:2 has a NaN or infinite feature 0: inf"),
+         "has 1 NaN or infinite value(s); the first at row 1, feature 0: nan"),
+        (lambda d: _two_files_nan_in_second(d), ["--k", "2"], "has 1 row(s) with NaN or infinite values; the first at row id part-1.parquet:2, feature 0: inf"),
         (lambda d: _parquet(d, {"x": [1.0, 2.0, 3.0]}), ["--k", "5"], "n_rows=3, fewer than k=5"),
         (lambda d: _parquet(d, {"x": [1.0, 2.0, 3.0]}), ["--k", "auto", "--k-range", "3,2"],
          "--k-range=3,2: MIN should be <= MAX"),

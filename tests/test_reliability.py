@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from sklearn.datasets import make_blobs
+from ray_ncut.model import FORMAT_VERSION
 
 from jobs_helpers import (LABEL_ACTOR, RAY_BIN, TRAIN_WORKER, forget_address, free_port, job, kill_worker,
                           start_job, wait_for)
@@ -249,11 +250,11 @@ def _nan_rows(tmp_path):
     ("corrupt-weights", "error: {model}/model.pt is not a readable ray_ncut model (corrupt or truncated)"),
     ("corrupt-config", "error: {model}/config.json is not readable JSON (corrupt or truncated)"),
     ("newer-format", "error: {model}/config.json is model format 99 (written by ray_ncut 0.1.0); this ray_ncut "
-                     "reads format 1 and older: upgrade ray_ncut to load it"),
+                     f"reads format {FORMAT_VERSION} and older: upgrade ray_ncut to load it"),
     ("dimension", "error: {data} has 3 features, but the model expects 2"),
     ("label-column", "error: label column 'truth' not found in {data}"),
     ("out-inside-input", "error: --out {out} is inside the input folder {data}"),
-    ("nan", "error: {data} has a NaN or infinite feature at row 1, feature 0: nan"),
+    ("nan", "error: {data} has 2 NaN or infinite value(s); the first at row 1, feature 0: nan"),  # nan and inf
 ])
 def test_every_bad_input_of_the_labelling_job_is_one_line_exit_2_and_writes_nothing(
         trained, table, tmp_path, case, message):
@@ -344,7 +345,7 @@ def _cluster_memory(ray_cluster) -> int:
 def test_soak_ten_million_rows_three_times_in_one_session_no_leak_same_output(ray_cluster, tmp_path):
     from ray_ncut import NeuralCut
     from ray_ncut.data.readers import ColumnSpec
-    from ray_ncut.ray.label import AssignOptions, assign_run
+    from ray_ncut.ray.assign import AssignOptions, assign_run
 
     X, _ = make_blobs(5000, n_features=8, centers=10, random_state=0)
     NeuralCut(10, steps=50, hidden=(32, 32), affinity="knn", random_state=0).fit(X).save(tmp_path / "model")

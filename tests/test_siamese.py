@@ -31,7 +31,7 @@ def test_embedding_pulls_neighbours_together_and_pushes_random_pairs_apart():
 
 def test_head_on_siamese_affinity_separates_rings_and_predicts_without_the_embedding(tmp_path):
     X, y = load_builtin("builtin:rings?n=3000")
-    est = NeuralCut(2, affinity="siamese", siamese_params={"hidden": (64, 64), "steps": 300}, steps=200,
+    est = NeuralCut(2, affinity="siamese", siamese_steps=300, siamese_params={"hidden": (64, 64)}, steps=200,
                     hidden=(64, 64), batch_size=500, random_state=0).fit(X)
     assert accuracy(y, est.labels_) > 0.99
     assert est.auto_["siamese"]["steps"] == 300 and est.auto_["siamese"]["dim"] == SiameseConfig().dim

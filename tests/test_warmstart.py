@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from ray_ncut import NeuralCut
-from ray_ncut.affinity import sparse_knn_graph
+from ray_ncut.knn import sparse_knn_graph
 from ray_ncut.metrics import clustering_scores, contingency_partial
 from ray_ncut.warmstart import choose_partition, min_cluster_rows, spectral_embedding
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .builtin import builtin_chunks, parse_builtin, synthetic_chunk
+from ..validation import check_finite as require_finite
 
 __all__ = ["ColumnSpec", "ReadUnit", "plan_units", "read_unit", "read_unit_ids", "hash_ids", "duplicate_hashes", "repeated_values",
            "unit_sample_mask", "DataError", "LABEL_LIKE", "INPUT_FORMATS"]
@@ -69,7 +70,8 @@ class ReadUnit:
 # --------------------------------------------------------------------------- planning
 
 
-def _filesystem(uri: str):
+def filesystem(uri: str):
+    """``(pyarrow filesystem, path)`` for a local path or any URI pyarrow opens (s3://, gs://, ...)."""
     import pyarrow.fs as pafs
 
     if "://" in uri:
@@ -80,7 +82,7 @@ def _filesystem(uri: str):
 def _parquet_files(uri: str) -> tuple[object, list[str]]:
     import pyarrow.fs as pafs
 
-    fs, path = _filesystem(uri)
+    fs, path = filesystem(uri)
     if any(ch in path for ch in "*?["):
         if not isinstance(fs, pafs.LocalFileSystem):
             raise DataError(f"glob patterns are supported on local paths only: {uri}")
@@ -222,13 +224,6 @@ def _features_from_table(table, feats, where: str) -> np.ndarray:
     return values
 
 
-def _check_finite(X: np.ndarray, where: str, first_row: int) -> None:
-    bad = ~np.isfinite(X)
-    if bad.any():
-        row, col = map(int, np.argwhere(bad)[0])
-        raise DataError(f"{where} has a NaN or infinite feature at row {first_row + row}, feature {col}: {X[row, col]}")
-
-
 def unit_sample_mask(seed: int, index: int, rows: int, rate: float) -> np.ndarray:
     """(rows,) bool: a Bernoulli sample of one read unit's rows, seeded by ``(seed, unit index)``,
     so that a sample drawn unit by unit does not depend on the order the units are read in."""
@@ -254,7 +249,7 @@ def read_unit(unit: ReadUnit, with_label: bool = True, check_finite: bool = True
     if unit.kind == "npy":
         X = np.asarray(np.load(unit.source, mmap_mode="r")[unit.start : unit.start + unit.rows], dtype=np.float32)
         if check_finite:
-            _check_finite(X, unit.source, unit.start)
+            require_finite(X, unit.source, unit.start, DataError)
         return {"id": np.arange(unit.start, unit.start + unit.rows, dtype=np.int64), "features": X}
     return _read_parquet_unit(unit, with_label, check_finite)
 
@@ -264,7 +259,7 @@ def read_unit_ids(unit: ReadUnit) -> np.ndarray:
     if unit.kind == "parquet" and unit.columns["id"]:
         import pyarrow.parquet as pq
 
-        fs, path = _filesystem(unit.source)
+        fs, path = filesystem(unit.source)
         table = pq.ParquetFile(fs.open_input_file(path)).read_row_group(unit.index, columns=[unit.columns["id"]])
         return table.column(0).to_numpy(zero_copy_only=False)
     return read_unit(unit, with_label=False, check_finite=False)["id"]
@@ -292,12 +287,12 @@ def repeated_values(ids: np.ndarray) -> list:
 def _read_parquet_unit(unit: ReadUnit, with_label: bool, check_finite: bool) -> dict:
     import pyarrow.parquet as pq
 
-    fs, path = _filesystem(unit.source)
+    fs, path = filesystem(unit.source)
     table = pq.ParquetFile(fs.open_input_file(path)).read_row_group(unit.index)
     c = unit.columns
     X = _features_from_table(table, c["features"], unit.source)
     if check_finite:
-        _check_finite(X, unit.source, unit.start)
+        require_finite(X, unit.source, unit.start, DataError)
     if c["id"]:
         ids = table.column(c["id"]).to_numpy(zero_copy_only=False)
     else:

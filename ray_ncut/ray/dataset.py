@@ -7,6 +7,7 @@ import os
 import pickle
 import signal
 import threading
+import time
 
 import numpy as np
 import ray
@@ -24,14 +25,16 @@ from ..data.readers import (
     unit_sample_mask,
 )
 from ..scaling import FeatureScaler, MomentSums, merge_moments, moments_partial
+from ..validation import first_non_finite
 
-__all__ = ["init_ray", "map_units", "read_dataset", "scan_statistics", "collect_rows", "FeatureSet",
+__all__ = ["init_ray", "map_units", "scan_statistics", "collect_rows", "FeatureSet",
            "open_feature_set", "describe_columns", "check_unique_ids"]
 
 log = logging.getLogger(__name__)
 
 # Ray Data read/map tasks ask for half a CPU: on a 2-CPU laptop whole-CPU requests
 # by actors and train workers starve the read tasks and the job hangs silently.
+PROGRESS_SECONDS = 5.0  # at most one progress line this often
 TASK_CPUS = 0.5
 
 
@@ -59,8 +62,10 @@ def init_ray() -> None:
     the job starts its own embedded cluster instead, and says so.
     """
     global _CONNECTED_HERE
-    # ray_ncut prints its own progress; Ray Data's per-operator INFO lines drown it.
+    # ray_ncut prints its own progress lines; Ray Data's per-operator INFO lines and progress
+    # bars would drown them (Ray's own logs stay in the session's log folder).
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    ray.data.DataContext.get_current().enable_progress_bars = False
     if ray.is_initialized():
         return
     _CONNECTED_HERE = True
@@ -162,11 +167,12 @@ def describe_columns(fs: FeatureSet) -> str:
     return f"[ray_ncut] features: {what}; ids: {ids}{label}"
 
 
-def map_units(fs: FeatureSet, fn, indices=None) -> list:
+def map_units(fs: FeatureSet, fn, indices=None, progress=None, doing: str = "read") -> list:
     """``[fn(unit, index) for each read unit]``, one Ray task per unit, in unit order.
 
     ``fn`` runs in a Ray Data task on whichever node has room; its result is pickled back
     to the driver, so it should be small (sums, hashes, a sample), never the unit's rows.
+    With ``progress``, a line every few seconds says how many units are ``doing``-ne.
     """
     units = fs.units
     indices = list(range(len(units))) if indices is None else list(indices)
@@ -176,8 +182,13 @@ def map_units(fs: FeatureSet, fn, indices=None) -> list:
         return {"index": batch["item"], "result": np.array([pickle.dumps(r) for r in results], dtype=object)}
 
     ds = ray.data.from_items(indices, override_num_blocks=max(1, len(indices)))
-    by_unit = {int(row["index"]): pickle.loads(row["result"])
-               for row in ds.map_batches(run, batch_size=1, num_cpus=TASK_CPUS).iter_rows()}
+    by_unit, t0, last = {}, time.perf_counter(), 0.0
+    for row in ds.map_batches(run, batch_size=1, num_cpus=TASK_CPUS).iter_rows():
+        by_unit[int(row["index"])] = pickle.loads(row["result"])
+        now = time.perf_counter() - t0
+        if progress and (now - last > PROGRESS_SECONDS or len(by_unit) == len(indices)):
+            progress(f"[ray_ncut] {doing} {len(by_unit)}/{len(indices)} read units ({now:.0f}s)")
+            last = now
     return [by_unit[i] for i in indices]
 
 
@@ -205,28 +216,16 @@ def _ids_with_hash(unit, hashes: set) -> np.ndarray:
     return ids[np.isin(hash_ids(ids), list(hashes))]
 
 
-def read_dataset(fs: FeatureSet, with_label: bool = False, check_finite: bool = True) -> ray.data.Dataset:
-    """One Ray Data block per read unit, read in parallel tasks; columns id, features[, label]."""
-    units = fs.units
-
-    def read(batch):
-        parts = [read_unit(units[int(i)], with_label, check_finite) for i in batch["id"]]
-        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-    return ray.data.range(len(units), override_num_blocks=len(units)).map_batches(
-        read, batch_size=1, num_cpus=TASK_CPUS
-    )
-
-
 def _scan_unit(unit, index: int, fraction: float, seed: int, with_label: bool) -> dict:
     """One read unit's scaling sums, NaN report and share of the training sample."""
     batch = read_unit(unit, with_label=with_label, check_finite=False)
     X = batch["features"]  # (n, d)
     bad = ~np.isfinite(X)
+    first = first_non_finite(X)
     first_bad = ""
-    if bad.any():  # reported, not raised: an exception in a Ray task loses its type
-        row, col = map(int, np.argwhere(bad)[0])
-        first_bad = f"row id {batch['id'][row]!s} has a NaN or infinite feature {col}: {X[row, col]}"
+    if first:  # reported, not raised: an exception in a Ray task loses its type
+        row, col, value = first
+        first_bad = f"row id {batch['id'][row]!s}, feature {col}: {value}"
         X = np.where(bad, 0.0, X)
     keep = unit_sample_mask(seed, index, len(X), fraction)
     return {"moments": moments_partial(X), "n_bad": int(bad.any(1).sum()), "first_bad": first_bad,
@@ -234,7 +233,8 @@ def _scan_unit(unit, index: int, fraction: float, seed: int, with_label: bool) -
             "sample_label": batch["label"][keep] if "label" in batch else None}
 
 
-def scan_statistics(fs: FeatureSet, scaling: str, sample_rows: int, seed: int, with_label: bool = False):
+def scan_statistics(fs: FeatureSet, scaling: str, sample_rows: int, seed: int, with_label: bool = False,
+                    progress=None):
     """One streaming pass over the data: the scaling statistics, a NaN check of every row,
     and a uniform random training sample of about ``sample_rows`` rows.
 
@@ -243,11 +243,12 @@ def scan_statistics(fs: FeatureSet, scaling: str, sample_rows: int, seed: int, w
     Only per-unit sums and the sample come back to the driver; the corpus is never held whole.
     """
     fraction = min(1.0, sample_rows / max(fs.n_rows, 1))
-    results = map_units(fs, lambda unit, index: _scan_unit(unit, index, fraction, seed, with_label))
+    results = map_units(fs, lambda unit, index: _scan_unit(unit, index, fraction, seed, with_label), progress=progress,
+                        doing="scanned")
     n_bad = sum(r["n_bad"] for r in results)
     if n_bad:
         first_bad = next(r["first_bad"] for r in results if r["first_bad"])
-        raise DataError(f"{fs.uri}: {n_bad} rows with NaN or infinite features; first: {first_bad}")
+        raise DataError(f"{fs.uri} has {n_bad} row(s) with NaN or infinite values; the first at {first_bad}")
     merged: MomentSums | None = None
     for r in results:
         merged = merge_moments(merged, r["moments"])
@@ -264,17 +265,14 @@ def collect_rows(fs: FeatureSet, ids: set[str]) -> tuple[list[str], np.ndarray]:
     """
     wanted = frozenset(ids)
 
-    def keep(batch):
+    def keep(unit, _):
+        batch = read_unit(unit, with_label=False)
         mask = np.array([str(i) in wanted for i in batch["id"]], dtype=bool)
-        return {"id": np.array([str(i) for i in batch["id"][mask]], dtype=object), "features": batch["features"][mask]}
+        return [str(i) for i in batch["id"][mask]], batch["features"][mask]
 
-    row_ids, parts = [], []
-    for b in read_dataset(fs).map_batches(keep, batch_format="numpy", num_cpus=TASK_CPUS).iter_batches(
-        batch_size=None, batch_format="numpy"
-    ):
-        row_ids += b["id"].tolist()
-        parts.append(b["features"])
-    X = np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, fs.n_features), np.float32)
+    found = map_units(fs, keep)  # in unit order
+    row_ids = [rid for ids_, _ in found for rid in ids_]
+    X = np.concatenate([X for _, X in found]).astype(np.float32) if found else np.zeros((0, fs.n_features), np.float32)
     # A duplicated id keeps its first row, so that every pair names one row.
     first = {rid: i for i, rid in reversed(list(enumerate(row_ids)))}
     order = sorted(first.values())

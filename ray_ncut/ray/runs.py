@@ -19,7 +19,6 @@ staging folder; ``--resume`` continues it from its last checkpoint.
 
 from __future__ import annotations
 
-import csv
 import glob
 import os
 import time
@@ -29,12 +28,12 @@ import numpy as np
 import ray
 import torch
 
-from ..config import GraphConfig, TrainConfig
-from ..choose_k import DEFAULT_K_RANGE, check_k_range
+from ..choose_k import check_k_range
+from ..config import ClusterConfig, GraphConfig, TrainConfig
 from ..constraints import read_constraints
 from ..data.readers import ColumnSpec
 from ..metrics import accuracy, ari, nmi
-from ..model import CutHead, HeadConfig, load_model_dir, save_model_dir
+from ..model import ClusterModel, CutHead, HeadConfig
 from ..knn import neighbour_table
 from ..prepare import prepare_training, resolve_affinity
 from ..publish import (
@@ -50,6 +49,7 @@ from ..publish import (
     running_owner,
     seal,
     sibling,
+    write_atomic,
     write_json_atomic,
 )
 from ..recluster import carry_ids, fit_of, read_reference, reference_sample
@@ -63,7 +63,7 @@ __all__ = ["TrainOptions", "train_run", "default_sample_rows"]
 
 SUMMARY_FILE = "summary.json"
 RECLUSTER_FILE = "recluster.json"
-CURVE_FILE = "curve.csv"
+PREPARED_FILE = "prepared.pt"  # in the staging folder only: what --resume reuses
 RAY_DIR = "ray_train"
 KIND = "model"  # the ownership marker's kind for a model directory
 
@@ -78,16 +78,10 @@ def default_sample_rows(n_rows: int) -> int:
 class TrainOptions:
     data: str
     out: str
-    n_clusters: int | str | None  # "auto": chosen on the sample within k_range; None: the previous model's k
-    k_range: tuple = DEFAULT_K_RANGE
+    config: ClusterConfig = field(default_factory=ClusterConfig)  # what the model is: the one configuration
+    given: tuple = ()  # the config fields set on the command line: --resume refuses ones that contradict the run
     columns: ColumnSpec = field(default_factory=ColumnSpec)
-    graph: GraphConfig = field(default_factory=GraphConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    hidden: tuple = (256, 256)
-    gamma: float | str | None = None  # "auto": label-free search; None: train.gamma
     constraints: str | None = None  # CSV of id_a,id_b,link pairs for the KCL term
-    siamese: SiameseConfig | None = None  # settings of the learned affinity (graph.affinity == "siamese")
-    scaling: str = "auto"
     sample: int | None = None
     seed: int = 0
     workers: int | None = None  # None: one per GPU, else one per node (default_workers)
@@ -144,40 +138,25 @@ def _interrupted(stage: str, out: str, staging: str) -> Interrupted:
     return Interrupted(f"interrupted while {stage}; {kept}; {how}")
 
 
-def _check_model(staging: str, X_scaled: np.ndarray) -> None:
-    """Read the staged model back and label a few rows before it is published."""
-    head, _ = load_model_dir(staging)
-    proba = head.predict_proba(torch.from_numpy(np.ascontiguousarray(X_scaled[:256], dtype=np.float32)))
-    if not torch.isfinite(proba).all():
+def _check_model(staging: str, X: np.ndarray) -> None:
+    """Read the staged model back and label a few raw rows before it is published."""
+    proba = ClusterModel.load(staging).predict_proba(X[:256])
+    if not np.isfinite(proba).all():
         raise RuntimeError(f"the trained model at {staging} gives non-finite outputs; not publishing")
 
 
-def _sample_quality(head: CutHead, X_scaled: np.ndarray, y: np.ndarray | None) -> dict | None:
-    """ACC/NMI/ARI of the trained head on the training sample, where ground truth was read."""
+def _sample_quality(model: ClusterModel, X: np.ndarray, y: np.ndarray | None) -> dict | None:
+    """ACC/NMI/ARI of the trained model on the (raw) training sample, where ground truth was read."""
     if y is None:
         return None
-    pred = head.predict_proba(torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32))).argmax(1).numpy()
+    pred = model.assign(X)[1]
     return {"rows": len(y), "acc": accuracy(y, pred), "nmi": nmi(y, pred), "ari": ari(y, pred)}
-
-
-def _same_shape(previous, head_config: HeadConfig) -> bool:
-    """Whether the previous model's head has the new one's shape (its weights can start it)."""
-    return previous is not None and previous[0].config == head_config
 
 
 def _gpus_per_worker(opts: TrainOptions) -> float:
     if opts.gpus_per_worker is not None:
         return opts.gpus_per_worker
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= opts.workers else 0.0
-
-
-def _write_curve(path: str, curve: list[dict]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["step", "loss", "cut", "orth"], extrasaction="ignore")
-        w.writeheader()
-        w.writerows(curve)
-    os.replace(tmp, path)
 
 
 def _gather_constraints(fs, pairs, scaler, progress) -> dict | None:
@@ -206,6 +185,105 @@ def _train_embedding(job: TrainJob, X_scaled: np.ndarray, siamese: SiameseConfig
     return Z
 
 
+# ---------------------------------------------------------------- the prepared run, kept for --resume
+
+
+def _resumed_config(opts: TrainOptions, staging: str) -> TrainOptions:
+    """With --resume: the interrupted run's own settings, refusing flags that contradict them."""
+    path = os.path.join(staging, PREPARED_FILE)
+    if not (opts.resume and os.path.isfile(path)):
+        return opts
+    prepared = torch.load(path, map_location="cpu", weights_only=False)
+    run_config = ClusterConfig.from_dict(prepared["config"])
+    clashes = run_config.contradictions(opts.config, opts.given)
+    if prepared["data"] != opts.data:
+        clashes.append(f"--data {opts.data} (the run has {prepared['data']})")
+    if prepared["seed"] != opts.seed:
+        clashes.append(f"--seed {opts.seed} (the run has {prepared['seed']})")
+    if clashes:
+        raise OutputError(f"--resume: {'; '.join(clashes)} contradicts the interrupted run in {staging}: leave "
+                          "the flag out to continue it, or pass --overwrite instead to start over")
+    return replace(opts, config=run_config)
+
+
+@dataclass
+class PreparedRun:
+    """Everything before the Ray Train run of the head: saved in the staging folder (``prepared.pt``)
+    so that ``--resume`` skips the Siamese training, the gamma search and the warm start."""
+
+    config: dict  # ClusterConfig.to_dict()
+    data: str
+    seed: int
+    scaler: dict
+    head: dict  # HeadConfig fields (k chosen when --k auto)
+    graph: dict  # GraphConfig, affinity resolved
+    train: dict  # TrainConfig, gamma resolved
+    auto: dict
+    init_state: dict  # the warm-started head's state dict
+    Z: np.ndarray | None  # (m, e) the sample's embedding, when the affinity is learned
+    warm: str  # what started the head: "spectral", "random", "previous model"
+    seconds: float
+
+    def save(self, path: str) -> None:
+        write_atomic(path, lambda f: torch.save(asdict(self), f))
+
+    @classmethod
+    def load(cls, path: str) -> "PreparedRun":
+        return cls(**torch.load(path, map_location="cpu", weights_only=False))
+
+
+def _prepare(opts, job, X_scaled, scaler, previous, staging, stage, progress) -> PreparedRun:
+    """The embedding, k (auto), gamma (auto) and the warm start; or, resuming, what the run prepared."""
+    path = os.path.join(staging, PREPARED_FILE)
+    if opts.resume and os.path.isfile(path):
+        prepared = PreparedRun.load(path)
+        progress(f"[ray_ncut] --resume: the preparation of the interrupted run is reused (k {prepared.head['n_clusters']}, "
+                 f"gamma {prepared.train['gamma']:g}, warm start {prepared.warm})")
+        return prepared
+    config, t0 = opts.config, time.perf_counter()
+    auto_k = config.n_clusters == "auto"
+    graph, affinity_choice = resolve_affinity(config.graph(), scaler.mode)
+    embedding = None
+    if graph.affinity == "siamese":
+        stage["now"] = "training the embedding"
+        embedding = _train_embedding(replace(job, graph=graph), X_scaled, config.siamese(), affinity_choice, progress)
+        stage["now"] = "preparing the training"
+    head_config = HeadConfig(X_scaled.shape[1], config.k_range[0] if auto_k else config.n_clusters, config.hidden)
+    warm_from_previous = previous is not None and previous.head.config == head_config and not auto_k
+    train = config.train()
+    if warm_from_previous:  # the previous head's weights replace the spectral warm start
+        train = replace(train, init="random", distill_steps=0)
+    prep = prepare_training(torch.from_numpy(X_scaled), head_config, graph, train, config.gamma, opts.seed,
+                            config.siamese(), batch_neighbours=False, embedding=embedding,
+                            k_range=config.k_range if auto_k else None)
+    if warm_from_previous:
+        prep.head.load_state_dict(previous.head.state_dict())
+        progress(f"[ray_ncut] recluster: warm start from the previous model {opts.previous}")
+    elif previous:
+        was, now = previous.head.config, prep.head.config
+        progress(f"[ray_ncut] recluster: the head (k={now.n_clusters}, widths {list(now.hidden)}) differs from the "
+                 f"previous model's (k={was.n_clusters}, widths {list(was.hidden)}): spectral warm start; "
+                 "ids carried by matching")
+    if affinity_choice:
+        prep.auto["affinity"] = affinity_choice
+    if auto_k:
+        progress(f"[ray_ncut] --k auto: {prep.auto['k']['reason']}")
+    prepared = PreparedRun(
+        config=config.to_dict(), data=opts.data, seed=opts.seed, scaler=scaler.to_dict(),
+        head=asdict(prep.head.config), graph=graph.to_dict(), train=prep.train.to_dict(), auto=prep.auto,
+        init_state={k: v.detach().clone() for k, v in prep.head.state_dict().items()},
+        Z=None if prep.Z is None else prep.Z.numpy(), warm="previous model" if warm_from_previous else train.init,
+        seconds=round(time.perf_counter() - t0, 3))
+    prepared.save(path)
+    progress(f"[ray_ncut] prepared in {prepared.seconds:.1f}s: {graph.affinity} affinity, "
+             f"sigma {prep.auto['sigma']['sigma']:.4g} ({prep.auto['sigma']['mode']}), gamma {prep.train.gamma:g}"
+             + (" (auto)" if config.gamma == "auto" else "") + f", warm start {prepared.warm}")
+    return prepared
+
+
+# ---------------------------------------------------------------- the job
+
+
 def train_run(opts: TrainOptions, progress=print) -> dict:
     """Run the training job; returns the summary written to ``summary.json``.
 
@@ -213,25 +291,21 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     :class:`ray_ncut.publish.Interrupted` on Ctrl-C, saying what was kept.
     """
     t_start = time.perf_counter()
-    previous = load_model_dir(opts.previous) if opts.previous else None
-    if opts.n_clusters is None:
-        if previous is None:
-            raise ValueError("--k is required: the number of clusters, e.g. --k 10, or --k auto")
-        opts = replace(opts, n_clusters=previous[0].config.n_clusters)
-    auto_k = opts.n_clusters == "auto"
-    if not auto_k and opts.n_clusters < 2:
-        raise ValueError(f"--k={opts.n_clusters} should be >= 2")
+    previous = ClusterModel.load(opts.previous) if opts.previous else None
+    config = opts.config
+    if config.n_clusters != "auto" and config.n_clusters < 2:
+        raise ValueError(f"--k={config.n_clusters} should be >= 2")
     if opts.workers is not None and opts.workers < 1:
         raise ValueError(f"--workers={opts.workers} should be >= 1")
     out, staging = _plan_out(opts)
+    opts = _resumed_config(opts, staging)
     fs = open_feature_set(opts.data, opts.columns)  # fails fast on paths and columns
-    if previous and previous[0].config.input_dim != fs.n_features:
-        raise ValueError(f"{opts.data} has {fs.n_features} features, but the previous model {opts.previous} "
-                         f"expects {previous[0].config.input_dim}")
-    if auto_k:
-        check_k_range(opts.k_range, fs.n_rows, "--k-range")
-    elif fs.n_rows < opts.n_clusters:
-        raise ValueError(f"{opts.data} has n_rows={fs.n_rows}, fewer than k={opts.n_clusters}")
+    if previous:
+        previous.check_dimension(fs.n_features, opts.data, f"the previous model {opts.previous}")
+    if opts.config.n_clusters == "auto":
+        check_k_range(opts.config.k_range, fs.n_rows, "--k-range")
+    elif fs.n_rows < opts.config.n_clusters:
+        raise ValueError(f"{opts.data} has n_rows={fs.n_rows}, fewer than k={opts.config.n_clusters}")
     pairs = read_constraints(opts.constraints) if opts.constraints else None
     progress(describe_columns(fs))
     stage = {"now": "starting Ray"}
@@ -241,22 +315,27 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
         raise _interrupted(stage["now"], out, staging) from None
 
 
+def _scan(opts, fs, previous, progress):
+    """The scaler, the raw training sample (m, d), the row count and the sample's ground truth."""
+    sample_rows = opts.sample or default_sample_rows(fs.n_rows)
+    progress(f"[ray_ncut] scanning {opts.data}: {fs.n_rows} rows x {fs.n_features} features in {len(fs.units)} read units")
+    with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
+    scaler, X, n_rows, y_sample = scan_statistics(fs, opts.config.scaling, sample_rows, opts.seed, with_label,
+                                                       progress)
+    if previous:  # one feature space from run to run: the previous model's scaling
+        scaler = previous.scaler
+    k_least = opts.config.k_range[0] if opts.config.n_clusters == "auto" else opts.config.n_clusters
+    if len(X) < k_least:
+        raise ValueError(f"training sample has {len(X)} rows, fewer than k={k_least}; raise --sample")
+    return scaler, X, n_rows, y_sample
+
+
 def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) -> dict:
     init_ray()
     if opts.workers is None:
         opts = replace(opts, workers=default_workers())
-
     stage["now"] = "scanning the data"
-    sample_rows = opts.sample or default_sample_rows(fs.n_rows)
-    progress(f"[ray_ncut] scanning {opts.data}: {fs.n_rows} rows x {fs.n_features} features in {len(fs.units)} read units")
-    with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
-    scaler, X, n_rows, y_sample = scan_statistics(fs, opts.scaling, sample_rows, opts.seed, with_label)
-    if previous:  # one feature space from run to run: the previous model's scaling
-        scaler = FeatureScaler.from_dict(previous[1]["scaler"])
-    auto_k = opts.n_clusters == "auto"
-    k_least = opts.k_range[0] if auto_k else opts.n_clusters  # with --k auto, MIN stands in until k is chosen
-    if len(X) < k_least:
-        raise ValueError(f"training sample has {len(X)} rows, fewer than k={k_least}; raise --sample")
+    scaler, X, n_rows, y_sample = _scan(opts, fs, previous, progress)
     X_scaled = scaler.transform(X)
     t_scan = time.perf_counter() - t_start
     progress(f"[ray_ncut] scaling {scaler.mode}; training sample {len(X_scaled)} rows ({t_scan:.1f}s)")
@@ -265,98 +344,63 @@ def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) ->
     stage["now"] = "preparing the training"
     _open_staging(opts, staging, progress)
     clean_stale_siblings(out, KIND, patterns=("old-*",))
-    head_config = HeadConfig(fs.n_features, k_least, tuple(opts.hidden))
-    gamma = opts.train.gamma if opts.gamma is None else opts.gamma
-    graph, affinity_choice = resolve_affinity(opts.graph, scaler.mode)
     gpus = _gpus_per_worker(opts)
-    job = TrainJob(head_config, graph, opts.train, opts.seed, opts.workers, gpus,
-                   opts.checkpoint_every, os.path.join(staging, RAY_DIR), max_failures=opts.max_failures)
-    t_prep = time.perf_counter()
-    siamese = opts.siamese or SiameseConfig(n_neighbors=graph.n_neighbors)
-    embedding = None
-    if graph.affinity == "siamese":
-        stage["now"] = "training the embedding"
-        embedding = _train_embedding(job, X_scaled, siamese, affinity_choice, progress)
-        stage["now"] = "preparing the training"
-    train_config = opts.train
-    warm_from_previous = _same_shape(previous, head_config) and not auto_k
-    if warm_from_previous:  # the previous head's weights replace the spectral warm start
-        train_config = replace(opts.train, init="random", distill_steps=0)
-    prep = prepare_training(torch.from_numpy(X_scaled), head_config, graph, train_config, gamma, opts.seed,
-                            siamese, batch_neighbours=False, embedding=embedding,
-                            k_range=tuple(opts.k_range) if auto_k else None)
-    head_config = prep.head.config
-    if warm_from_previous:
-        prep.head.load_state_dict(previous[0].state_dict())
-        progress(f"[ray_ncut] recluster: warm start from the previous model {opts.previous}")
-    elif previous:
-        was, now = previous[0].config, head_config
-        progress(f"[ray_ncut] recluster: the head (k={now.n_clusters}, widths {list(now.hidden)}) differs from the "
-                 f"previous model's (k={was.n_clusters}, widths {list(was.hidden)}): spectral warm start; "
-                 "ids carried by matching")
-    if affinity_choice:
-        prep.auto["affinity"] = affinity_choice
-    if auto_k:
-        progress(f"[ray_ncut] --k auto: {prep.auto['k']['reason']}")
-    prep_seconds = time.perf_counter() - t_prep
-    progress(f"[ray_ncut] prepared in {prep_seconds:.1f}s: {graph.affinity} affinity, "
-             f"sigma {prep.auto['sigma']['sigma']:.4g} ({prep.auto['sigma']['mode']}), gamma {prep.train.gamma:g}"
-             + (" (auto)" if gamma == "auto" else "") + f", warm start {'previous model' if warm_from_previous else opts.train.init}")
-    init_state = {k: v.detach().clone() for k, v in prep.head.state_dict().items()}
-    Z = None if prep.Z is None else prep.Z.numpy()
-    job = replace(job, head=head_config, train=prep.train)
-    progress(f"[ray_ncut] training {opts.train.loss} with {opts.workers} worker(s), "
-             f"{'GPU' if gpus else 'CPU'}, {opts.train.steps} steps of batch {opts.train.batch_size}")
+    config = opts.config
+    job = TrainJob(HeadConfig(fs.n_features, 2, config.hidden), config.graph(), config.train(), opts.seed,
+                   opts.workers, gpus, opts.checkpoint_every, os.path.join(staging, RAY_DIR),
+                   max_failures=opts.max_failures, record={"config": config.to_dict(), "data": opts.data})
+    prepared = _prepare(opts, job, X_scaled, scaler, previous, staging, stage, progress)
+    scaler = FeatureScaler.from_dict(prepared.scaler)
+    graph, train = GraphConfig.from_dict(prepared.graph), TrainConfig.from_dict(prepared.train)
+    job = replace(job, head=HeadConfig(**prepared.head), graph=graph, train=train)
+    progress(f"[ray_ncut] training {train.loss} with {opts.workers} worker(s), "
+             f"{'GPU' if gpus else 'CPU'}, {train.steps} steps of batch {train.batch_size}")
     stage["now"] = "training"
     t_train = time.perf_counter()
-    state = run_training(job, X_scaled, init_state, Z=Z, constraints=constraints)
-    curve = state["curve"]
+    state = run_training(job, X_scaled, prepared.init_state, Z=prepared.Z, constraints=constraints)
     train_seconds = time.perf_counter() - t_train
 
     stage["now"] = "publishing the model"
-    head = CutHead(head_config)
+    head = CutHead(job.head)
     head.load_state_dict(state["model"])
-    config = {
-        "estimator": {"n_clusters": opts.n_clusters, "k_range": list(opts.k_range), "loss": opts.train.loss, "gamma": gamma,
-                      "n_neighbors": opts.graph.n_neighbors, "sigma": opts.graph.sigma,
-                      "local_scaling": opts.graph.local_scaling, "affinity": opts.graph.affinity,
-                      "warm_neighbors": opts.graph.warm_neighbors,
-                      "scaling": opts.scaling,
-                      "hidden": list(opts.hidden), "batch_size": opts.train.batch_size, "steps": opts.train.steps,
-                      "learning_rate": opts.train.learning_rate, "init": opts.train.init,
-                      "random_state": opts.seed},
-        "scaler": scaler.to_dict(),
-        "graph": graph.to_dict(),
-        "train": prep.train.to_dict(),
-        "auto": prep.auto,
+    record = {
+        "config": config.to_dict(), "seed": opts.seed, "graph": graph.to_dict(), "train": train.to_dict(),
+        "auto": prepared.auto,
         "constraints": None if pairs is None else {"file": os.path.abspath(opts.constraints), "pairs": len(pairs),
                                                     "must_link": int(pairs.must.sum())},
         "data": {"uri": opts.data, "columns": asdict(opts.columns), "rows": n_rows, "sample_rows": len(X_scaled)},
     }
-    recluster = None
-    if previous:
-        match, recluster = carry_ids(previous, head, scaler, X, read_reference(opts.previous), graph.n_neighbors)
-        recluster["previous"] = os.path.abspath(opts.previous)
-        config.update(cluster_ids=match.ids.tolist(), next_cluster_id=match.next_id, previous=recluster["previous"])
-        write_json_atomic(os.path.join(staging, RECLUSTER_FILE), recluster)
-        progress(describe_recluster(recluster))
+    model = ClusterModel(head, scaler, record)
+    recluster = _carry_ids(opts, previous, model, X, staging, progress) if previous else None
     reference = reference_sample(X, opts.seed)
-    config["fit_at_training"] = fit_of(head, scaler, reference, graph.n_neighbors)
-    save_model_dir(staging, head, config, reference=reference)
-    _write_curve(os.path.join(staging, CURVE_FILE), curve)
+    model.record["fit_at_training"] = fit_of(model, reference, graph.n_neighbors)
+    curve = state["curve"]
+    model.save(staging, reference=reference, curve=curve)
     summary = {
         "data": opts.data, "rows": n_rows, "sample_rows": len(X_scaled), "features": fs.n_features,
-        "k": head_config.n_clusters, "k_choice": prep.auto.get("k"), "loss": opts.train.loss, "steps": opts.train.steps, "gamma": prep.train.gamma,
-        "sigma": prep.auto["sigma"]["sigma"], "affinity": graph.affinity, "prepare_seconds": round(prep_seconds, 3),
-        "resumed_from_step": state["resumed_from"], "final_loss": curve[-1]["loss"], "final_cut": curve[-1]["cut"], "final_orth": curve[-1]["orth"],
-        "workers": opts.workers, "nodes": len(state.get("nodes", [])), "devices": "gpu" if gpus else "cpu", "gpus_per_worker": gpus,
-        "scan_seconds": round(t_scan, 3), "train_seconds": round(train_seconds, 3),
-        "loop_seconds": round(state["loop_seconds"], 3),
-        "sample_quality": _sample_quality(head, X_scaled, y_sample),
+        "k": job.head.n_clusters, "k_choice": prepared.auto.get("k"), "loss": train.loss, "steps": train.steps,
+        "gamma": train.gamma, "sigma": prepared.auto["sigma"]["sigma"], "affinity": graph.affinity,
+        "prepare_seconds": prepared.seconds, "resumed_from_step": state["resumed_from"],
+        "final_loss": curve[-1]["loss"], "final_cut": curve[-1]["cut"], "final_orth": curve[-1]["orth"],
+        "workers": opts.workers, "nodes": len(state.get("nodes", [])), "devices": "gpu" if gpus else "cpu",
+        "gpus_per_worker": gpus, "scan_seconds": round(t_scan, 3), "train_seconds": round(train_seconds, 3),
+        "loop_seconds": round(state["loop_seconds"], 3), "sample_quality": _sample_quality(model, X, y_sample),
         "total_seconds": round(time.perf_counter() - t_start, 3), "out": out, "recluster": recluster,
     }
     write_json_atomic(os.path.join(staging, SUMMARY_FILE), summary)
-    _check_model(staging, X_scaled)
+    _check_model(staging, X)
+    os.remove(os.path.join(staging, PREPARED_FILE))  # only an interrupted run needs it
     seal(staging, KIND)
     publish(staging, out, KIND)
     return summary
+
+
+def _carry_ids(opts, previous: ClusterModel, model: ClusterModel, X: np.ndarray, staging: str, progress) -> dict:
+    """Match the new model's clusters to the previous ids (recorded in its record); recluster.json."""
+    match, report = carry_ids(previous, model, X, read_reference(opts.previous), model.record["graph"]["n_neighbors"])
+    report["previous"] = os.path.abspath(opts.previous)
+    model.record.update(cluster_ids=match.ids.tolist(), next_cluster_id=match.next_id, previous=report["previous"])
+    model.cluster_ids = match.ids
+    write_json_atomic(os.path.join(staging, RECLUSTER_FILE), report)
+    progress(describe_recluster(report))
+    return report

@@ -82,6 +82,12 @@ def _load_shard(sample_ref, rank: int, world: int, device, input_dim: int) -> tu
     return XZ[:, :input_dim], (XZ[:, input_dim:] if XZ.shape[1] > input_dim else None)
 
 
+def _quiet_ray_info() -> None:
+    """In a Ray Train worker: drop INFO records (Ray Train logs every report and checkpoint at
+    INFO, some under loggers outside ``ray.train``); ray_ncut's progress lines are prints."""
+    logging.disable(logging.INFO)
+
+
 def _progress(message: str) -> None:
     # Ray Train patches print() to log *and* echo, so a plain print shows twice.
     print(message, file=sys.__stdout__, flush=True)
@@ -102,9 +108,9 @@ def _checkpoint(model, opt, **state) -> Checkpoint:
     return Checkpoint.from_directory(tmp)
 
 
-def _save_state(head, opt, sched, step, curve, resumed_from, loop_seconds, nodes) -> Checkpoint:
+def _save_state(head, opt, sched, step, curve, resumed_from, loop_seconds, nodes, record) -> Checkpoint:
     return _checkpoint(head, opt, sched=sched.state_dict(), step=step, curve=curve, resumed_from=resumed_from,
-                       loop_seconds=loop_seconds, nodes=nodes)
+                       loop_seconds=loop_seconds, nodes=nodes, record=record)
 
 
 def _worker_nodes(world: int) -> list[str]:
@@ -124,6 +130,7 @@ def load_state(checkpoint: Checkpoint) -> dict:
 
 def train_loop_per_worker(cfg: dict) -> None:
     """Ray Train worker loop: a thin shell around :func:`fit_head`."""
+    _quiet_ray_info()
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     torch.set_num_threads(cfg["threads"])  # Ray sets one thread per reserved CPU
@@ -167,7 +174,8 @@ def train_loop_per_worker(cfg: dict) -> None:
         if rank == 0:
             _progress(f"[ray_ncut] step {step}/{train.steps} loss {last['loss']:.4f} cut {last['cut']:.4f} "
                       f"orth {last['orth']:.4f} ({metrics['steps_per_s']:.1f} steps/s)")
-            ray.train.report(metrics, checkpoint=_save_state(model, opt, sched, step, curve, start, loop_seconds, nodes))
+            ray.train.report(metrics, checkpoint=_save_state(model, opt, sched, step, curve, start, loop_seconds, nodes,
+                                                                  cfg["record"]))
         else:
             ray.train.report(metrics, checkpoint=None)
 
@@ -179,6 +187,7 @@ def embedding_loop_per_worker(cfg: dict) -> None:
     row) and draws its own anchors; DDP averages the gradients, so the global batch is
     the configured one. With one worker it repeats the in-memory training step for step.
     """
+    _quiet_ray_info()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     torch.set_num_threads(cfg["threads"])
@@ -225,6 +234,7 @@ class TrainJob:
     storage_path: str
     run_name: str = "train"
     max_failures: int = 2
+    record: dict | None = None  # the run's configuration, stored in every checkpoint
 
 
 def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: np.ndarray | None = None,
@@ -252,6 +262,8 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: np.nd
         # In a list, so that Ray passes the reference itself rather than resolving it.
         "sample": [ray.put(np.ascontiguousarray(X_scaled if Z is None else np.hstack([X_scaled, Z]), dtype=np.float32))],
         "constraints": constraints,
+        "record": {**(job.record or {}), "head": {**job.head.__dict__, "hidden": list(job.head.hidden)},
+                   "graph": job.graph.to_dict(), "train": job.train.to_dict(), "seed": job.seed},
     }
     return _run(train_loop_per_worker, cfg, job, job.run_name)
 
@@ -290,6 +302,9 @@ def _run(loop, cfg: dict, job: TrainJob, run_name: str) -> dict:
             storage_path=job.storage_path,
             failure_config=FailureConfig(max_failures=job.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=2),
+            # ray_ncut prints its own progress; Ray Train's INFO lines (worker group, checkpoint
+            # and report notices) stay in the session's log files
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
     result = _fit_off_the_main_thread(trainer)

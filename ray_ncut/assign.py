@@ -1,11 +1,11 @@
-"""Labelling rows with a trained model, and the per-unit partial results. No Ray.
+"""The assign stage: labelling rows with a trained model, and the per-unit partial results. No Ray.
 
-:class:`ClusterLabeler` is the batch predictor: a callable that loads a model
-directory once and maps a batch ``{"features", ...}`` to ``{"id", "cluster",
+:class:`ClusterAssigner` is the batch predictor: a callable that loads a model
+directory (a :class:`ray_ncut.model.ClusterModel`) once and maps a batch ``{"features", ...}`` to ``{"id", "cluster",
 "confidence"}``. It works on a plain dict (a test, ``ds.take_batch()``) exactly as
 it does inside a Ray Data actor.
 
-:func:`label_unit` is what one labelling task does to one read unit: read, label,
+:func:`assign_unit` is what one labelling task does to one read unit: read, label,
 write the unit's Parquet file under a name fixed by the unit (so a retried task
 overwrites its own file and never duplicates rows), and return the unit's partial
 metrics: cluster sizes, a contingency table when ground truth is read, and a
@@ -14,34 +14,30 @@ uniform sample of (scaled features, cluster) rows for the kNN-graph cut.
 
 from __future__ import annotations
 
+import glob
 import os
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from .data.readers import ReadUnit, read_unit, unit_sample_mask
+from .data.readers import ReadUnit, duplicate_hashes, hash_ids, read_unit, repeated_values, unit_sample_mask
 from .drift import LOW_CONFIDENCE
 from .metrics import Contingency, contingency_partial
-from .model import cluster_ids, load_model_dir
-from .scaling import FeatureScaler
+from .model import ClusterModel
+from .publish import write_atomic
 
-__all__ = ["ClusterLabeler", "UnitResult", "label_unit", "unit_file_name", "OUTPUT_COLUMNS"]
+__all__ = ["ClusterAssigner", "UnitResult", "assign_unit", "unit_file_name", "OUTPUT_COLUMNS", "CONFIDENCE_BINS",
+           "validate_labels"]
 
 OUTPUT_COLUMNS = ("id", "cluster", "confidence")
+CONFIDENCE_BINS = 20  # the confidence histogram's bins over [0, 1] (metrics.json, report.html)
 
 
-def _device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-class ClusterLabeler:
+class ClusterAssigner:
     """Batch predictor: ``{"id", "features" (B, d)} -> {"id", "cluster" int32, "confidence" float32}``.
 
     ``cluster`` is the model's stable id of the row's cluster (``cluster_ids``: the output index
-    unless the model was reclustered); :meth:`predict` returns the output index.
+    unless the model was reclustered).
 
     Parameters
     ----------
@@ -52,31 +48,15 @@ class ClusterLabeler:
     """
 
     def __init__(self, model_dir: str, device: str = "auto"):
-        head, config = load_model_dir(model_dir)
-        self.device = _device(device)
-        self.head = head.to(self.device).eval()
-        self.scaler = FeatureScaler.from_dict(config["scaler"])
-        self.input_dim = head.config.input_dim
-        self.cluster_ids = cluster_ids(config, head.config.n_clusters).astype(np.int32)  # (k,)
-
-    def check_dimension(self, d: int, where: str) -> None:
-        if d != self.input_dim:
-            raise ValueError(f"{where} has {d} features, but the model expects {self.input_dim}")
-
-    @torch.no_grad()
-    def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw features (B, d) -> (scaled features (B, d), output index (B,) int32, confidence (B,) float32)."""
-        Z = self.scaler.transform(X)
-        P = self.head.predict_proba(torch.from_numpy(Z).to(self.device))  # (B, k)
-        conf, cluster = P.max(1)
-        return Z, cluster.to(torch.int32).cpu().numpy(), conf.to(torch.float32).cpu().numpy()
+        self.model = ClusterModel.load(model_dir, device)
+        self.cluster_ids = self.model.cluster_ids.astype(np.int32)  # (k,)
 
     def __call__(self, batch: dict) -> dict:
         X = np.asarray(batch["features"], dtype=np.float32)
         if X.dtype == object or X.ndim == 1:  # a list column arrives as an object array of rows
             X = np.stack(batch["features"]).astype(np.float32)
-        _, cluster, conf = self.predict(X)
-        return {"id": batch["id"], "cluster": self.cluster_ids[cluster], "confidence": conf}
+        _, output, confidence = self.model.assign(X)
+        return {"id": batch["id"], "cluster": self.cluster_ids[output], "confidence": confidence}
 
 
 @dataclass
@@ -96,6 +76,7 @@ class UnitResult:
     dropped: int = 0  # rows with NaN or infinite features skipped (drop_invalid)
     first_dropped: str = ""  # the first of them, for the report
     node: str = ""  # where it ran (set by the Ray actor)
+    confidence_counts: np.ndarray | None = None  # (CONFIDENCE_BINS,) int64 histogram of the confidences
 
 
 def unit_file_name(index: int) -> str:
@@ -103,8 +84,8 @@ def unit_file_name(index: int) -> str:
     return f"part-{index:06d}.parquet"
 
 
-def label_unit(
-    labeler: ClusterLabeler,
+def assign_unit(
+    assigner: ClusterAssigner,
     unit: ReadUnit,
     index: int,
     staging_dir: str,
@@ -127,9 +108,9 @@ def label_unit(
     t0 = time.perf_counter()
     try:
         data = read_unit(unit, with_label=with_label, check_finite=not drop_invalid)
-        labeler.check_dimension(data["features"].shape[1], unit.source)
+        assigner.model.check_dimension(data["features"].shape[1], unit.source)
     except ValueError as e:  # DataError, or a dimension the model does not take
-        k, d = labeler.head.config.n_clusters, labeler.input_dim
+        k, d = assigner.model.n_clusters, assigner.model.input_dim
         return UnitResult(index, 0, np.zeros(k, np.int64), None, np.zeros((0, d), np.float32),
                           np.zeros(0, np.int32), np.zeros(0, np.float32), 0, time.perf_counter() - t0, error=str(e))
     dropped, first_dropped = 0, ""
@@ -138,7 +119,7 @@ def label_unit(
     X = data["features"]
     Z_parts, cl_parts, cf_parts = [], [], []
     for s in range(0, len(X), batch_rows):
-        Z, cl, cf = labeler.predict(X[s : s + batch_rows])
+        Z, cl, cf = assigner.model.assign(X[s : s + batch_rows])
         Z_parts.append(Z)
         cl_parts.append(cl)
         cf_parts.append(cf)
@@ -146,13 +127,11 @@ def label_unit(
     cluster = np.concatenate(cl_parts) if cl_parts else np.zeros(0, np.int32)
     conf = np.concatenate(cf_parts) if cf_parts else np.zeros(0, np.float32)
 
-    table = pa.table({"id": data["id"], "cluster": labeler.cluster_ids[cluster], "confidence": conf})
-    final = os.path.join(staging_dir, unit_file_name(index))
-    tmp = os.path.join(staging_dir, f".{unit_file_name(index)}.{os.getpid()}.tmp")  # hidden: Parquet readers skip it
-    pq.write_table(table, tmp)
-    os.replace(tmp, final)  # a half-written file never carries the final name
+    table = pa.table({"id": data["id"], "cluster": assigner.cluster_ids[cluster], "confidence": conf})
+    # a retried task overwrites its own file; a half-written one never carries the final name
+    write_atomic(os.path.join(staging_dir, unit_file_name(index)), lambda f: pq.write_table(table, f))
 
-    k = labeler.head.config.n_clusters
+    k = assigner.model.n_clusters
     keep = unit_sample_mask(seed, index, len(X), sample_rate)
     return UnitResult(
         unit=index,
@@ -166,6 +145,7 @@ def label_unit(
         seconds=time.perf_counter() - t0,
         dropped=dropped,
         first_dropped=first_dropped,
+        confidence_counts=np.histogram(conf, bins=CONFIDENCE_BINS, range=(0.0, 1.0))[0].astype(np.int64),
     )
 
 
@@ -176,3 +156,27 @@ def _drop_invalid(data: dict) -> tuple[dict, int, str]:
         return data, 0, ""
     first = str(data["id"][int(np.argmin(finite))])
     return {name: values[finite] for name, values in data.items()}, int((~finite).sum()), first
+
+
+def validate_labels(labels_dir: str, expected_rows: int, ids: np.ndarray) -> np.ndarray:
+    """Read the written label files back (an output check before publishing): the row count must equal the input's (less dropped rows) and
+    the ids be unique. Returns the size of each cluster, in the order of the model's stable
+    ``ids`` (k,), counted from what was written, so that the published metrics count each
+    published row exactly once, whatever was retried."""
+    import pyarrow.dataset as pads
+
+    files = sorted(glob.glob(os.path.join(labels_dir, "part-*.parquet")))
+    dataset = pads.dataset(files, format="parquet")
+    hashes, counts = [], np.zeros(int(ids.max()) + 1, np.int64)
+    for batch in dataset.to_batches(columns=["id", "cluster"]):
+        hashes.append(hash_ids(batch.column(0).to_numpy(zero_copy_only=False)))
+        counts += np.bincount(batch.column(1).to_numpy(), minlength=len(counts))[: len(counts)]
+    sizes = counts[ids]
+    rows = int(sizes.sum())
+    if rows != expected_rows:
+        raise RuntimeError(f"staged labels have {rows} rows, the input has {expected_rows}; not publishing")
+    if duplicate_hashes(hashes):  # a real duplicate, or (rarely) a 64-bit hash collision: check exactly
+        dup = repeated_values(dataset.to_table(columns=["id"]).column(0).to_numpy(zero_copy_only=False))
+        if dup:
+            raise ValueError(f"ids are not unique: {len(dup)} repeated, e.g. {dup[0]!r}; not publishing")
+    return sizes

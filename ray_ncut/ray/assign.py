@@ -3,7 +3,7 @@
 One Ray Data actor pool maps read units to labelled Parquet files: each actor
 loads the model once (on a GPU when the cluster has them), and for each unit it
 reads, labels, writes ``part-<unit>.parquet`` into a staging directory and returns
-the unit's partial metrics (:func:`ray_ncut.labeling.label_unit`). The driver only
+the unit's partial metrics (:func:`ray_ncut.assign.assign_unit`). The driver only
 sees those partials. Then it validates the staged files (row count equals the
 input's, ids unique), writes ``metrics.json``, ``_SUCCESS`` and the ownership marker,
 and publishes with a rename (:mod:`ray_ncut.publish`: only a directory this job wrote
@@ -33,13 +33,14 @@ from dataclasses import dataclass
 import numpy as np
 import ray
 
-from ..data.readers import ColumnSpec, DataError, duplicate_hashes, hash_ids, repeated_values
+from ..data.readers import ColumnSpec, DataError
 from ..drift import describe as describe_drift
 from ..drift import drift_check, fit_state
-from ..labeling import ClusterLabeler, label_unit, unit_file_name
+from ..assign import CONFIDENCE_BINS, ClusterAssigner, assign_unit, unit_file_name, validate_labels
 from ..manifest import MANIFEST_FILE, Reuse, build_manifest, model_fingerprint, plan_reuse
 from ..metrics import clustering_scores, merge_contingency
-from ..model import cluster_ids, load_model_dir
+from ..model import ClusterModel
+from ..report import PROJECTION_FILE, projection, write_report
 from ..publish import (
     Interrupted,
     check_out,
@@ -49,11 +50,12 @@ from ..publish import (
     remove_ours,
     seal,
     sibling,
+    write_atomic,
     write_json_atomic,
 )
-from .dataset import TASK_CPUS, check_unique_ids, connected_by_job, describe_columns, disconnect, init_ray, open_feature_set
+from .dataset import PROGRESS_SECONDS, TASK_CPUS, check_unique_ids, connected_by_job, describe_columns, disconnect, init_ray, open_feature_set
 
-__all__ = ["AssignOptions", "UnitLabelActor", "assign_run", "pool_resources"]
+__all__ = ["AssignOptions", "UnitAssignActor", "assign_run", "pool_resources"]
 
 KIND = "labels"  # the ownership marker's kind for a labels directory
 
@@ -77,11 +79,11 @@ class AssignOptions:
     incremental: bool = False  # reuse the parts of files the output at `out` already covers
 
 
-class UnitLabelActor:
+class UnitAssignActor:
     """Ray Data callable class: a batch of unit indices -> one pickled UnitResult per unit."""
 
     def __init__(self, model_dir, units, staging_dir, with_label, sample_rate, seed, drop_invalid):
-        self.labeler = ClusterLabeler(model_dir)
+        self.assigner = ClusterAssigner(model_dir)
         self.units, self.staging_dir = units, staging_dir
         self.with_label, self.sample_rate, self.seed = with_label, sample_rate, seed
         self.drop_invalid = drop_invalid
@@ -90,7 +92,7 @@ class UnitLabelActor:
     def __call__(self, batch: dict) -> dict:
         results = []
         for i in batch["id"]:
-            r = label_unit(self.labeler, self.units[int(i)], int(i), self.staging_dir,
+            r = assign_unit(self.assigner, self.units[int(i)], int(i), self.staging_dir,
                            self.with_label, self.sample_rate, self.seed, drop_invalid=self.drop_invalid)
             r.node = self.node
             results.append(r)
@@ -117,33 +119,6 @@ def pool_resources(n_units: int, actors: int | None) -> tuple[int, dict]:
     return max(1, min(size, n_units)), per_actor
 
 
-# --------------------------------------------------------------------------- output checks
-
-
-def validate_staging(staging: str, expected_rows: int, ids: np.ndarray) -> np.ndarray:
-    """Read the staged files back: the row count must equal the input's (less dropped rows) and
-    the ids be unique. Returns the size of each cluster, in the order of the model's stable
-    ``ids`` (k,), counted from what was written, so that the published metrics count each
-    published row exactly once, whatever was retried."""
-    import pyarrow.dataset as pads
-
-    files = sorted(glob.glob(os.path.join(staging, LABELS_SUBDIR, "part-*.parquet")))
-    dataset = pads.dataset(files, format="parquet")
-    hashes, counts = [], np.zeros(int(ids.max()) + 1, np.int64)
-    for batch in dataset.to_batches(columns=["id", "cluster"]):
-        hashes.append(hash_ids(batch.column(0).to_numpy(zero_copy_only=False)))
-        counts += np.bincount(batch.column(1).to_numpy(), minlength=len(counts))[: len(counts)]
-    sizes = counts[ids]
-    rows = int(sizes.sum())
-    if rows != expected_rows:
-        raise RuntimeError(f"staged labels have {rows} rows, the input has {expected_rows}; not publishing")
-    if duplicate_hashes(hashes):  # a real duplicate, or (rarely) a 64-bit hash collision: check exactly
-        dup = repeated_values(dataset.to_table(columns=["id"]).column(0).to_numpy(zero_copy_only=False))
-        if dup:
-            raise ValueError(f"ids are not unique: {len(dup)} repeated, e.g. {dup[0]!r}; not publishing")
-    return sizes
-
-
 # --------------------------------------------------------------------------- the job
 
 
@@ -156,12 +131,10 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     """
     t_start = time.perf_counter()
     out = check_out(opts.out, KIND, opts.overwrite or opts.incremental, inputs=(opts.data, opts.model))
-    head, model_config = load_model_dir(opts.model)
-    k = head.config.n_clusters
-    ids = cluster_ids(model_config, k)
+    model = ClusterModel.load(opts.model)
+    k, ids, model_config = model.n_clusters, model.cluster_ids, model.record
     fs = open_feature_set(opts.data, opts.columns, check_finite=not opts.drop_invalid)
-    if fs.n_features != head.config.input_dim:
-        raise ValueError(f"{opts.data} has {fs.n_features} features, but the model expects {head.config.input_dim}")
+    model.check_dimension(fs.n_features, opts.data)
     fingerprint = model_fingerprint(opts.model, ids)
     reuse = plan_reuse(_read_manifest(out), fs.units, fingerprint) if opts.incremental else Reuse()
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
@@ -183,10 +156,8 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
                        seconds=round(time.perf_counter() - t_start, 3),
                        stage_seconds={"start": round(t_ready - t_start, 3), "label": round(t_labelled - t_ready, 3),
                                       **metrics["stage_seconds"]})
-        write_json_atomic(os.path.join(staging, MANIFEST_FILE),
-                          build_manifest(fs.units, unit_file_name, result["results"], reuse, fingerprint, opts.model, ids))
-        write_json_atomic(os.path.join(staging, METRICS_FILE), metrics)
-        open(os.path.join(staging, SUCCESS_FILE), "w").close()
+        manifest = build_manifest(fs.units, unit_file_name, result["results"], reuse, fingerprint, opts.model, ids)
+        _write_outputs(staging, metrics, manifest, result, ids, opts.seed)
         for partial in glob.glob(os.path.join(staging, LABELS_SUBDIR, ".*.tmp")):  # of a task killed mid-write
             os.remove(partial)
         seal(staging, KIND)
@@ -201,6 +172,17 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     finally:
         remove_ours(staging, KIND)  # gone already when published
     return metrics
+
+
+def _write_outputs(staging: str, metrics: dict, manifest: dict, result: dict, ids: np.ndarray, seed: int) -> None:
+    """manifest.json, metrics.json, projection.json (the 2-D picture's points), report.html, _SUCCESS."""
+    write_json_atomic(os.path.join(staging, MANIFEST_FILE), manifest)
+    write_json_atomic(os.path.join(staging, METRICS_FILE), metrics)
+    if result["rows"]:
+        picture = projection(result["sample_Z"], ids[result["sample_cluster"]], seed)
+        write_atomic(os.path.join(staging, PROJECTION_FILE), lambda f: json.dump(picture, f), mode="w")
+    write_report(staging)  # from the staged files and the model's curve.csv
+    open(os.path.join(staging, SUCCESS_FILE), "w").close()
 
 
 def _read_manifest(out: str) -> dict | None:
@@ -229,7 +211,7 @@ def _measure(opts, fs, k, ids, model_config, staging, with_label, reuse, result,
     from ..knn import knn_cut
 
     t0 = time.perf_counter()
-    sizes = validate_staging(staging, fs.n_rows - reuse.dropped - result["dropped"], ids)
+    sizes = validate_labels(os.path.join(staging, LABELS_SUBDIR), fs.n_rows - reuse.dropped - result["dropped"], ids)
     expected = result["sizes"] + np.array([reuse.sizes.get(str(int(c)), 0) for c in ids], np.int64)
     if not np.array_equal(sizes, expected):  # the units' partials disagree with the files
         raise RuntimeError(f"cluster sizes counted by the labelling tasks {expected.tolist()} differ from "
@@ -267,8 +249,15 @@ def _measure(opts, fs, k, ids, model_config, staging, with_label, reuse, result,
         progress(describe_drift(metrics["drift"]))
     else:
         metrics["normalized_cut"] = metrics["drift"] = None  # nothing new: nothing to measure
+    if labelled:
+        metrics["confidence_histogram"] = {"edges": np.linspace(0, 1, CONFIDENCE_BINS + 1).round(3).tolist(),
+                                           "counts": result["confidence_counts"].tolist()}
     if with_label and labelled:
-        metrics["ground_truth"] = {"column": opts.columns.label_column, **clustering_scores(result["contingency"])}
+        cont = result["contingency"]
+        metrics["ground_truth"] = {"column": opts.columns.label_column, **clustering_scores(cont),
+                                   "contingency": {"classes": [str(c) for c in cont.classes],
+                                                   "clusters": ids[cont.clusters].tolist(),
+                                                   "table": cont.table.tolist()}}
         if over:
             metrics["ground_truth"]["over"] = over.strip(" ()")
     metrics["stage_seconds"] = {"validate": round(t_validated - t0, 3), "ncut": round(time.perf_counter() - t_validated, 3)}
@@ -290,7 +279,7 @@ def _label_all(opts, fs, todo: list[int], k, staging, with_label, progress) -> d
     # that fit on the nodes left instead of waiting for the lost capacity.
     units = ray.data.from_items([{"id": i} for i in todo], override_num_blocks=len(todo))
     ds = units.map_batches(
-        UnitLabelActor,
+        UnitAssignActor,
         fn_constructor_args=(os.path.abspath(opts.model), fs.units, os.path.join(staging, LABELS_SUBDIR),
                              with_label, sample_rate, opts.seed, opts.drop_invalid),
         batch_size=1,
@@ -311,7 +300,7 @@ def _label_all(opts, fs, todo: list[int], k, staging, with_label, progress) -> d
         done += r.rows + r.dropped
         now = time.perf_counter() - t0
         first = first or (now, done)
-        if now - last > 5 or done == todo_rows:
+        if now - last > PROGRESS_SECONDS or done == todo_rows:
             progress(f"[ray_ncut] labelled {done}/{todo_rows} rows ({done / max(now, 1e-9):,.0f} rows/s)")
             last = now
     seconds = time.perf_counter() - t0
@@ -339,4 +328,6 @@ def _merge(results: dict, k: int, d: int) -> dict:
         "dropped": sum(r.dropped for r in ordered),
         "first_dropped": dropped[0].first_dropped if dropped else "",
         "nodes": len({r.node for r in ordered}),
+        "confidence_counts": sum((r.confidence_counts for r in ordered if r.confidence_counts is not None),
+                                 np.zeros(CONFIDENCE_BINS, np.int64)),
     }
