@@ -26,24 +26,43 @@ def parse_args(argv=None):
     p.add_argument("--feature-columns", help="comma-separated scalar feature columns instead of --features")
     p.add_argument("--id-column", default="id", help="row id column (default 'id'; derived from file and row if absent)")
     p.add_argument("--label-column", help="ground truth, for ACC/NMI/ARI in metrics.json (built-ins: any name)")
-    p.add_argument("--ncut-neighbors", type=int, default=10, help="neighbours per row in the metric's kNN graph")
-    p.add_argument("--ncut-sample", type=int, default=None,
-                   help="rows of the uniform sample the kNN graph is built on (all rows if fewer; default 100,000, "
-                        "fewer in high dimensions so that the exact search stays cheap: 17,857 at 784 features)")
-    p.add_argument("--actors", type=int, help="labelling actors (default: 4 per GPU, sharing it, else one per CPU)")
+    add_labelling_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the metric's sample")
     p.add_argument("--incremental", action="store_true",
                    help="label only input files that --out does not cover yet (new, or changed in size or "
                         "modification time, or labelled by another model), reuse the rest, and replace --out "
                         "(only if ray_ncut wrote it) with old and new rows as one complete output")
-    p.add_argument("--drop-invalid", action="store_true",
-                   help="skip rows with a NaN or infinite feature and count them in metrics.json "
-                        "(default: such a row fails the job with one line naming it)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --out once the new one is complete, only if ray_ncut wrote it "
                         "and nothing else was added")
     p.add_argument("--debug", action="store_true", help="print a traceback with an error")
     return p.parse_args(argv)
+
+
+def add_labelling_flags(p) -> None:
+    """How every row is labelled and measured (shared with jobs/cluster.py)."""
+    p.add_argument("--ncut-neighbors", type=int, default=10, help="neighbours per row in the metric's kNN graph")
+    p.add_argument("--ncut-sample", type=int, default=None,
+                   help="rows of the uniform sample the kNN graph is built on (all rows if fewer; default 100,000, "
+                        "fewer in high dimensions so that the exact search stays cheap: 17,857 at 784 features)")
+    p.add_argument("--actors", type=int, help="labelling actors (default: 4 per GPU, sharing it, else one per CPU)")
+    p.add_argument("--drop-invalid", action="store_true",
+                   help="skip rows with a NaN or infinite feature and count them in metrics.json "
+                        "(default: such a row fails the job with one line naming it)")
+
+
+def options_from_args(args, model: str, data: str, out: str, incremental: bool = False):
+    """The labelling run the flags ask for."""
+    from ray_ncut.data.readers import ColumnSpec
+    from ray_ncut.ray.assign import AssignOptions
+
+    return AssignOptions(
+        model=model, data=data, out=out,
+        columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column, args.label_column),
+        ncut_neighbors=args.ncut_neighbors, ncut_sample=args.ncut_sample,
+        overwrite=args.overwrite, seed=args.seed, actors=args.actors, drop_invalid=args.drop_invalid,
+        incremental=incremental,
+    )
 
 
 def training_data(model_dir: str) -> str:
@@ -62,18 +81,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
 
     def work():
-        from ray_ncut.data.readers import ColumnSpec
-        from ray_ncut.ray.assign import AssignOptions, assign_run
+        from ray_ncut.ray.assign import assign_run
 
         absolute_paths(args, inputs=("model", "data"), outputs=("out",))
-        opts = AssignOptions(
-            model=args.model, data=args.data or training_data(args.model), out=args.out,
-            columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column, args.label_column),
-            ncut_neighbors=args.ncut_neighbors, ncut_sample=args.ncut_sample,
-            overwrite=args.overwrite, seed=args.seed, actors=args.actors, drop_invalid=args.drop_invalid,
-            incremental=args.incremental,
-        )
-        print_summary(assign_run(opts))
+        data = args.data or training_data(args.model)
+        print_summary(assign_run(options_from_args(args, args.model, data, args.out, args.incremental)))
 
     return run_job(work, args.debug)
 

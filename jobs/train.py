@@ -19,7 +19,12 @@ DEFAULT_DATA = "builtin:blobs?n=200000&d=16&k=10"
 
 
 def parse_args(argv=None, recluster: bool = False, description: str = __doc__):
-    """The training job's flags; ``recluster`` adds ``--previous`` (jobs/recluster.py).
+    return build_parser(recluster, description).parse_args(argv)
+
+
+def build_parser(recluster: bool = False, description: str = __doc__, out_help: str = "run directory to write"):
+    """The training job's flags; ``recluster`` adds ``--previous`` (jobs/recluster.py); jobs/cluster.py
+    adds the labelling flags.
 
     The model's flags come from :class:`ray_ncut.config.ClusterConfig` (one per field, with
     its help and default); the rest say where the data is and how the job runs.
@@ -61,7 +66,7 @@ def parse_args(argv=None, recluster: bool = False, description: str = __doc__):
     t.add_argument("--max-failures", type=int, default=2,
                    help="worker-group failures retried from the last checkpoint (default 2)")
     o = p.add_argument_group("output")
-    o.add_argument("--out", required=True, help="run directory to write")
+    o.add_argument("--out", required=True, help=out_help)
     o.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last checkpoint, with the settings it was started "
                         "with (a model flag that contradicts them is refused)")
@@ -69,7 +74,7 @@ def parse_args(argv=None, recluster: bool = False, description: str = __doc__):
                    help="replace an existing --out, only if ray_ncut wrote it and nothing else was added, "
                         "once the new model is complete")
     o.add_argument("--debug", action="store_true", help="print a traceback with an error")
-    return p.parse_args(argv)
+    return p
 
 
 def cluster_config(args):
@@ -96,14 +101,15 @@ def cluster_config(args):
     return config, tuple(given)
 
 
-def options_from_args(args):
+def options_from_args(args, out: str | None = None):
+    """The training run the flags ask for (``out``: instead of ``--out``, for jobs/cluster.py)."""
     from ray_ncut.data.readers import ColumnSpec
     from ray_ncut.ray.runs import TrainOptions
 
     config, given = cluster_config(args)
     return TrainOptions(
         data=args.data,
-        out=args.out,
+        out=out or args.out,
         config=config,
         given=given,
         columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column, args.label_column),

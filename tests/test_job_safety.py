@@ -156,12 +156,14 @@ def test_a_label_column_is_never_a_feature_and_quality_is_reported_on_the_sample
 # --------------------------------------------------------------------------- interrupted from outside
 
 
-def interrupt(proc, sig, workers_before):
+def interrupt(proc, sig, workers_before, ray_workers_expected=True):
     """Send ``sig`` to the job's process group; returns (stderr, the processes the job started):
-    its own tree and the cluster workers that appeared for it (its actors, its train workers)."""
+    its own tree and the cluster workers that appeared for it (its actors, its train workers).
+    A training run of one CPU worker on one machine trains in the job's process: no Ray worker
+    is busy for it then (``ray_workers_expected=False``)."""
     started = [psutil.Process(pid) for pid in set(ray_workers()) - set(workers_before)]
     started += [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    assert any(p.name().startswith("ray::") for p in started)
+    assert any(p.name().startswith("ray::") for p in started) == ray_workers_expected
     os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
     return err, started
@@ -180,8 +182,9 @@ def test_sigint_during_training_keeps_the_previous_model_says_how_to_resume_and_
     before_workers = ray_workers()
     proc = start_job("train.py", ["--data", str(table[0]), "--k", "3", "--out", str(out), "--overwrite", *LONG])
     staging = tmp_path / ".model.training"
-    wait_for(lambda: list(staging.glob("ray_train/train/checkpoint_manager_snapshot.json")), proc)
-    err, family = interrupt(proc, signal.SIGINT, before_workers)
+    # one CPU worker on one machine trains in the job's own process, checkpointing to files
+    wait_for(lambda: list(staging.glob("ray_train/in_process/train/checkpoint_*.pt")), proc)
+    err, family = interrupt(proc, signal.SIGINT, before_workers, ray_workers_expected=False)
 
     assert proc.returncode == 130
     assert "Traceback" not in err
@@ -192,7 +195,7 @@ def test_sigint_during_training_keeps_the_previous_model_says_how_to_resume_and_
     assert model_bytes(out) == before and NeuralCut.load(out).predict(table[1][:5]).shape == (5,)
 
     # every checkpoint carries the run's configuration; --resume refuses a flag that contradicts it
-    state = torch.load(next(staging.glob("ray_train/train/checkpoint_*/state.pt")), weights_only=False)
+    state = torch.load(next(staging.glob("ray_train/in_process/train/checkpoint_*.pt")), weights_only=False)
     assert state["record"]["config"]["steps"] == 1500 and state["record"]["config"]["hidden"] == [32, 32]
     clash = job("train.py", ["--data", str(table[0]), "--k", "3", "--out", str(out), "--resume", *LONG,
                              "--steps", "2000", "--lr", "0.01"])
@@ -219,8 +222,8 @@ def test_sigkill_during_training_leaves_the_previous_model_loadable(table, train
     before = model_bytes(out)
     before_workers = ray_workers()
     proc = start_job("train.py", ["--data", str(table[0]), "--k", "3", "--out", str(out), "--overwrite", *LONG])
-    wait_for(lambda: list(tmp_path.glob(".model.training/ray_train/train/checkpoint_*/state.pt")), proc)
-    _, started = interrupt(proc, signal.SIGKILL, before_workers)  # as the OOM killer would
+    wait_for(lambda: list(tmp_path.glob(".model.training/ray_train/in_process/train/checkpoint_*.pt")), proc)
+    _, started = interrupt(proc, signal.SIGKILL, before_workers, ray_workers_expected=False)  # as the OOM killer would
     assert survivors(started) == []  # the cluster ends the dead driver's actors
     assert model_bytes(out) == before
     model = NeuralCut.load(out)
@@ -282,7 +285,7 @@ def token_head(ray_cluster, tmp_path_factory):
 
 
 @pytest.mark.ray
-def test_ray_job_submit_with_token_auth_runs_both_jobs_and_writes_at_the_absolute_paths(token_head, table, tmp_path):
+def test_ray_job_submit_with_token_auth_runs_the_jobs_and_writes_at_the_absolute_paths(token_head, table, tmp_path):
     data, X, y = table
     model, labels = tmp_path / "model", tmp_path / "labels"
 
@@ -303,6 +306,14 @@ def test_ray_job_submit_with_token_auth_runs_both_jobs_and_writes_at_the_absolut
     metrics = json.loads((labels / "metrics.json").read_text())
     assert metrics["rows"] == 3000 and metrics["ground_truth"]["acc"] > 0.9
     assert metrics["data"]["uri"] == str(data)  # the model recorded its data's absolute path
+
+    # the one-session job, submitted the same way: it ran on the cluster and wrote both outputs
+    both = tmp_path / "both"
+    done = submit(ROOT / "jobs" / "cluster.py", "--data", data, "--k", "3", "--out", both, "--label-column", "label",
+                  *SMALL)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert json.loads((both / "labels" / "metrics.json").read_text())["ground_truth"]["acc"] > 0.9
+    assert (both / "model" / "model.pt").is_file() and (both / "labels" / "report.html").is_file()
 
     relative = submit(ROOT / "jobs" / "train.py", "--data", data, "--k", "3", "--out", "runs/x", *SMALL)
     assert relative.returncode != 0

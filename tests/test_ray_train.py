@@ -79,7 +79,8 @@ def test_auto_gamma_siamese_affinity_and_constraints_in_one_run(ray_cluster, blo
     assert config["config"]["gamma"] == "auto" and config["train"]["gamma"] == config["auto"]["gamma"]["gamma"]
     assert config["auto"]["sigma"]["mode"] == "auto" and config["auto"]["sigma"]["sigma"] > 0
     assert config["auto"]["siamese"]["steps"] == 100 and config["graph"]["affinity"] == "siamese"
-    assert (out / "ray_train" / "embedding").is_dir()  # the embedding was trained by Ray Train
+    # one CPU worker on one machine: the embedding and the head were trained in the job's process
+    assert (out / "ray_train" / "in_process" / "embedding").is_dir()
     assert config["constraints"]["pairs"] == 40
     summary = json.loads((out / "summary.json").read_text())
     assert summary["workers"] == 1  # the default on a CPU cluster of one node: one worker with all its cores
@@ -87,11 +88,12 @@ def test_auto_gamma_siamese_affinity_and_constraints_in_one_run(ray_cluster, blo
     assert curve_header == "step,loss,cut,orth,kcl"  # every loss term, the constraints' included
 
 
-def test_embedding_trained_by_ray_train_is_the_in_memory_one_with_one_worker(ray_cluster, tmp_path):
+def test_embedding_trained_by_ray_train_in_process_and_in_memory_is_the_same_with_one_worker(ray_cluster, tmp_path):
     import torch
 
     from ray_ncut.config import GraphConfig, TrainConfig
     from ray_ncut.knn import neighbour_table
+    from ray_ncut.loops import embed_in_process
     from ray_ncut.model import HeadConfig
     from ray_ncut.ray.train import TrainJob, run_embedding_training
     from ray_ncut.siamese import SiameseConfig, train_siamese
@@ -103,10 +105,38 @@ def test_embedding_trained_by_ray_train_is_the_in_memory_one_with_one_worker(ray
     job = TrainJob(HeadConfig(8, 4, (32,)), GraphConfig(), TrainConfig(), seed=3, workers=1, gpus_per_worker=0.0,
                    checkpoint_every=100, storage_path=str(tmp_path))
     by_ray = run_embedding_training(job, X, neighbours, config)
+    in_process = embed_in_process(job, X, neighbours, config, progress=lambda line: None)
     in_memory = train_siamese(torch.from_numpy(X), config, seed=3, neighbours=torch.from_numpy(neighbours)).state_dict()
-    assert by_ray.keys() == in_memory.keys()
+    assert by_ray.keys() == in_memory.keys() == in_process.keys()
     for name in in_memory:
         torch.testing.assert_close(by_ray[name], in_memory[name], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(in_process[name], in_memory[name], rtol=1e-4, atol=1e-5)
+
+
+def test_the_head_trained_in_process_is_the_one_ray_train_trains_with_one_worker(ray_cluster, tmp_path):
+    from dataclasses import replace
+
+    import torch
+
+    from ray_ncut.config import GraphConfig, TrainConfig
+    from ray_ncut.loops import train_in_process
+    from ray_ncut.model import CutHead, HeadConfig
+    from ray_ncut.ray.train import TrainJob, run_training
+
+    X, _ = load_builtin("builtin:blobs?n=1500&d=6&k=4")
+    X = ((X - X.mean(0)) / X.std(0)).astype(np.float32)
+    head = HeadConfig(6, 4, (32,))
+    torch.manual_seed(0)
+    init = CutHead(head).state_dict()
+    job = TrainJob(head, GraphConfig(), TrainConfig(steps=90, batch_size=300), seed=5, workers=1,
+                   gpus_per_worker=0.0, checkpoint_every=30, storage_path=str(tmp_path / "ray"))
+    by_ray = run_training(job, X, init)
+    in_process = train_in_process(replace(job, storage_path=str(tmp_path / "here")), X, init,
+                                  progress=lambda line: None)
+    assert [c["step"] for c in in_process["curve"]] == [c["step"] for c in by_ray["curve"]] == list(range(90))
+    for name in by_ray["model"]:
+        torch.testing.assert_close(in_process["model"][name], by_ray["model"][name], rtol=1e-4, atol=1e-5)
+    assert len(list((tmp_path / "here" / "in_process" / "train").glob("checkpoint_*.pt"))) == 2  # the last two
 
 
 def test_k_auto_through_train_and_assign_chooses_the_blobs_and_says_why(ray_cluster, blob_parquet, tmp_path):

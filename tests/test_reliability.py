@@ -92,7 +92,8 @@ def test_a_labelling_actor_killed_mid_run_loses_and_duplicates_nothing(trained, 
 
 
 def test_a_train_worker_killed_mid_run_resumes_from_its_checkpoint_with_the_same_quality(table, tmp_path):
-    args = ["--data", table, "--k", "3", "--label-column", "label", *LONG]
+    # two workers: Ray Train runs them (one CPU worker on one machine trains in the job's process)
+    args = ["--data", table, "--k", "3", "--label-column", "label", "--workers", "2", *LONG]
     proc = start_job("train.py", [*args, "--out", tmp_path / "killed"])
     # a checkpoint counts once Ray Train has recorded it (its snapshot), not when its files appear
     wait_for(lambda: list(tmp_path.glob(".killed.training/ray_train/train/checkpoint_manager_snapshot.json")), proc)

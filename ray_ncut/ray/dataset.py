@@ -62,10 +62,8 @@ def init_ray() -> None:
     the job starts its own embedded cluster instead, and says so.
     """
     global _CONNECTED_HERE
-    # ray_ncut prints its own progress lines; Ray Data's per-operator INFO lines and progress
-    # bars would drown them (Ray's own logs stay in the session's log folder).
+    # ray_ncut prints its own progress; Ray Data's per-operator INFO lines drown it.
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    ray.data.DataContext.get_current().enable_progress_bars = False
     if ray.is_initialized():
         return
     _CONNECTED_HERE = True

@@ -57,7 +57,8 @@ from ..recluster import describe as describe_recluster
 from ..scaling import FeatureScaler
 from ..siamese import SiameseConfig, embed, new_siamese
 from .dataset import collect_rows, describe_columns, init_ray, open_feature_set, scan_statistics
-from .train import TrainJob, default_workers, run_embedding_training, run_training
+from ..loops import IN_PROCESS_DIR, embed_in_process, latest_checkpoint, train_in_process
+from .train import TrainJob, default_workers, in_process, run_embedding_training, run_training
 
 __all__ = ["TrainOptions", "train_run", "default_sample_rows"]
 
@@ -129,13 +130,20 @@ def _open_staging(opts: TrainOptions, staging: str, progress) -> None:
 
 def _interrupted(stage: str, out: str, staging: str) -> Interrupted:
     kept = f"the previous model at {out} is unchanged" if os.path.isdir(out) else f"nothing was published at {out}"
-    if glob.glob(os.path.join(staging, RAY_DIR, "*", "checkpoint_manager_snapshot.json")):  # Ray Train's record
+    if has_checkpoint(staging):
         how = f"its checkpoints are kept at {staging}: re-run the same command with --resume to continue"
     elif os.path.isdir(staging):
         how = f"no checkpoint was written yet; re-run the same command with --resume to start it again in {staging}"
     else:
         how = "re-run the same command to start again"
     return Interrupted(f"interrupted while {stage}; {kept}; {how}")
+
+
+def has_checkpoint(staging: str) -> bool:
+    """Whether an interrupted run left a checkpoint to resume from: one Ray Train has recorded
+    (its snapshot file), or one of the in-process path."""
+    recorded = glob.glob(os.path.join(staging, RAY_DIR, "*", "checkpoint_manager_snapshot.json"))
+    return bool(recorded or latest_checkpoint(os.path.join(staging, RAY_DIR, IN_PROCESS_DIR, "train")))
 
 
 def _check_model(staging: str, X: np.ndarray) -> None:
@@ -173,11 +181,15 @@ def _train_embedding(job: TrainJob, X_scaled: np.ndarray, siamese: SiameseConfig
                      progress) -> torch.Tensor:
     """The Siamese code (m, e) of the scaled sample, the network trained by Ray Train."""
     why = f" ({choice['reason']})" if choice else ""
-    progress(f"[ray_ncut] learned affinity{why}: training the Siamese embedding with Ray Train, "
-             f"{job.workers} worker(s), {siamese.steps} steps")
+    local = in_process(job.workers, job.gpus_per_worker)
+    how = "in this process" if local else f"with Ray Train, {job.workers} worker(s)"
+    progress(f"[ray_ncut] learned affinity{why}: training the Siamese embedding {how}, {siamese.steps} steps")
     t0 = time.perf_counter()
     neighbours = neighbour_table(X_scaled, siamese.n_neighbors)  # (m, s)
-    state = run_embedding_training(job, X_scaled, neighbours, siamese)
+    if local:
+        state = embed_in_process(job, X_scaled, neighbours, siamese, progress)
+    else:
+        state = run_embedding_training(job, X_scaled, neighbours, siamese)
     net, _ = new_siamese(X_scaled.shape[1], siamese, job.seed)
     net.load_state_dict(state)
     Z = embed(net.eval(), torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32)))
@@ -353,11 +365,17 @@ def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) ->
     scaler = FeatureScaler.from_dict(prepared.scaler)
     graph, train = GraphConfig.from_dict(prepared.graph), TrainConfig.from_dict(prepared.train)
     job = replace(job, head=HeadConfig(**prepared.head), graph=graph, train=train)
-    progress(f"[ray_ncut] training {train.loss} with {opts.workers} worker(s), "
-             f"{'GPU' if gpus else 'CPU'}, {train.steps} steps of batch {train.batch_size}")
+    local = in_process(opts.workers, gpus)
+    how = "in this process (one CPU worker on one machine)" if local else \
+        f"with Ray Train, {opts.workers} {'GPU' if gpus else 'CPU'} worker(s)"
+    progress(f"[ray_ncut] training {train.loss} {how}, {train.steps} steps of batch {train.batch_size}")
     stage["now"] = "training"
     t_train = time.perf_counter()
-    state = run_training(job, X_scaled, prepared.init_state, Z=prepared.Z, constraints=constraints)
+    if local:
+        state = train_in_process(job, X_scaled, prepared.init_state, Z=prepared.Z, constraints=constraints,
+                                 progress=progress)
+    else:
+        state = run_training(job, X_scaled, prepared.init_state, Z=prepared.Z, constraints=constraints)
     train_seconds = time.perf_counter() - t_train
 
     stage["now"] = "publishing the model"

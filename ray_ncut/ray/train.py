@@ -2,8 +2,10 @@
 
 The driver scans the data (scaling statistics, training sample), runs the spectral
 warm start on the sample, and hands the scaled sample to ``TorchTrainer``. Each
-worker draws minibatch subgraphs from its shard of the sample and calls the plain
-:func:`ray_ncut.engine.fit_head`; DDP averages the gradients. Rank 0 checkpoints
+worker draws minibatch subgraphs from its shard of the sample and runs the plain
+:func:`ray_ncut.loops.head_chunks` (around :func:`ray_ncut.engine.fit_head`); DDP averages
+the gradients. One CPU worker on a one-machine cluster trains in the driver's process
+instead (:func:`in_process`, :mod:`ray_ncut.loops`). Rank 0 checkpoints
 every ``checkpoint_every`` steps; every rank calls ``ray.train.report`` (a barrier).
 
 When the affinity is learned, a first ``TorchTrainer`` run trains the Siamese
@@ -18,8 +20,6 @@ import os
 import sys
 import tempfile
 import threading
-import time
-from dataclasses import dataclass
 
 import numpy as np
 import ray
@@ -35,12 +35,14 @@ from ray.train import (
 from ray.train.torch import TorchTrainer
 
 from ..config import GraphConfig, TrainConfig
-from ..engine import Constraints, fit_head, make_optimizer, training_batches
+from ..engine import Constraints, make_optimizer
 from ..knn import neighbour_table
+from ..loops import TrainJob, describe_step, embedding_chunks, head_chunks
 from ..model import CutHead, HeadConfig
-from ..siamese import SiameseConfig, new_siamese, siamese_steps
+from ..siamese import SiameseConfig, new_siamese
 
-__all__ = ["TrainJob", "run_training", "run_embedding_training", "worker_resources", "default_workers", "torch_threads"]
+__all__ = ["TrainJob", "run_training", "run_embedding_training", "worker_resources", "default_workers", "torch_threads",
+           "in_process"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,15 @@ def default_workers() -> int:
     the node's cores (measured: DDP between CPU workers on one node only adds overhead)."""
     gpus = int(ray.cluster_resources().get("GPU", 0))
     return gpus or max(1, sum(1 for node in ray.nodes() if node.get("Alive")))
+
+
+def in_process(workers: int, gpus_per_worker: float) -> bool:
+    """Whether a run trains in the driver's process instead of with Ray Train: one CPU worker on a
+    one-machine cluster, where Ray Train's controller and worker only add their start-up (about
+    13 s, twice with a learned affinity) and DDP has nothing to average. Ray Train runs everything
+    else: several workers, GPUs (which the driver's node may lack), several nodes."""
+    alive = sum(1 for node in ray.nodes() if node.get("Alive"))
+    return workers == 1 and gpus_per_worker == 0 and alive == 1
 
 
 def worker_resources(workers: int, gpus_per_worker: float) -> dict:
@@ -156,24 +167,17 @@ def train_loop_per_worker(cfg: dict) -> None:
         if rank == 0:
             _progress(f"[ray_ncut] resuming from step {start}")
 
-    # Each rank and each resume draws its own batches, reproducibly.
-    gen = torch.Generator().manual_seed(cfg["seed"] + 7919 * rank + start)
     every = cfg["checkpoint_every"]
     loop_seconds = 0.0  # time inside fit_head since this attempt started
-    for chunk_start in range(start, train.steps, every):
-        n = min(every, train.steps - chunk_start)
-        t0 = time.perf_counter()
-        batches = training_batches(X, train, n, gen, Z, neighbours)
-        terms = fit_head(model, batches, graph, train, chunk_start, opt, sched, constraints=constraints, generator=gen)
-        step = chunk_start + n
-        loop_seconds += time.perf_counter() - t0
+    for step, terms, seconds in head_chunks(model, opt, sched, X, Z, neighbours, graph, train, constraints,
+                                            cfg["seed"], rank, start, every):
+        loop_seconds += seconds
         curve += terms
         last = terms[-1]
         metrics = {"step": step, "loss": last["loss"], "cut": last["cut"], "orth": last["orth"],
-                   "steps_per_s": n / (time.perf_counter() - t0)}
+                   "steps_per_s": len(terms) / seconds}
         if rank == 0:
-            _progress(f"[ray_ncut] step {step}/{train.steps} loss {last['loss']:.4f} cut {last['cut']:.4f} "
-                      f"orth {last['orth']:.4f} ({metrics['steps_per_s']:.1f} steps/s)")
+            _progress(describe_step(step, train.steps, last, metrics["steps_per_s"]))
             ray.train.report(metrics, checkpoint=_save_state(model, opt, sched, step, curve, start, loop_seconds, nodes,
                                                                   cfg["record"]))
         else:
@@ -204,37 +208,16 @@ def embedding_loop_per_worker(cfg: dict) -> None:
         opt.load_state_dict(state["opt"])
         start = state["step"]
     model = ray.train.torch.prepare_model(net)
-    gen = torch.Generator().manual_seed(cfg["seed"] + 7919 * rank + start)
-    every, per_worker = cfg["checkpoint_every"], max(1, config.batch_size // world)
-    for chunk_start in range(start, config.steps, every):
-        n = min(every, config.steps - chunk_start)
-        loss = siamese_steps(model, opt, X, neighbours, config, n, gen, per_worker)
-        metrics = {"step": chunk_start + n, "loss": loss}
+    for step, loss in embedding_chunks(model, opt, X, neighbours, config, cfg["seed"], rank, world, start,
+                                       cfg["checkpoint_every"]):
         if rank == 0:
-            _progress(f"[ray_ncut] embedding step {chunk_start + n}/{config.steps} contrastive loss {loss:.4f}")
-        ray.train.report(metrics, checkpoint=_checkpoint(model, opt, step=chunk_start + n) if rank == 0 else None)
+            _progress(f"[ray_ncut] embedding step {step}/{config.steps} contrastive loss {loss:.4f}")
+        ray.train.report({"step": step, "loss": loss}, checkpoint=_checkpoint(model, opt, step=step) if rank == 0 else None)
     if start >= config.steps:  # resumed after the last step: hand the finished state back
         ray.train.report({"step": start}, checkpoint=_checkpoint(model, opt, step=start) if rank == 0 else None)
 
 
 # --------------------------------------------------------------------------- driver side
-
-
-@dataclass
-class TrainJob:
-    """Everything ``run_training`` needs; the CLI builds one from its flags."""
-
-    head: HeadConfig
-    graph: GraphConfig
-    train: TrainConfig
-    seed: int
-    workers: int
-    gpus_per_worker: float
-    checkpoint_every: int
-    storage_path: str
-    run_name: str = "train"
-    max_failures: int = 2
-    record: dict | None = None  # the run's configuration, stored in every checkpoint
 
 
 def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: np.ndarray | None = None,

@@ -1,0 +1,153 @@
+"""The training loops, as plain functions, and the in-process path that runs them. No Ray.
+
+:func:`head_chunks` and :func:`embedding_chunks` train in chunks of ``every`` steps and
+yield after each chunk. The Ray Train worker loops (:mod:`ray_ncut.ray.train`) report and
+checkpoint there; :func:`train_in_process` and :func:`embed_in_process` (one worker on the
+driver's machine: no Ray Train start, no worker processes) write the same checkpoint state
+to files, so ``--resume`` works the same way on both paths and the steps are the same.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import GraphConfig, TrainConfig
+from .engine import Constraints, fit_head, make_optimizer, training_batches
+from .knn import neighbour_table
+from .model import CutHead, HeadConfig
+from .publish import write_atomic
+from .siamese import SiameseConfig, new_siamese, siamese_steps
+
+__all__ = ["TrainJob", "head_chunks", "embedding_chunks", "train_in_process", "embed_in_process",
+           "describe_step", "latest_checkpoint", "IN_PROCESS_DIR"]
+
+IN_PROCESS_DIR = "in_process"  # under the run's checkpoint folder: the in-process path's checkpoints
+_KEEP = 2  # checkpoints kept per run
+
+
+@dataclass
+class TrainJob:
+    """Everything a training run needs besides the data; the training job builds one."""
+
+    head: HeadConfig
+    graph: GraphConfig
+    train: TrainConfig
+    seed: int
+    workers: int
+    gpus_per_worker: float
+    checkpoint_every: int
+    storage_path: str  # checkpoints go under it
+    run_name: str = "train"
+    max_failures: int = 2
+    record: dict | None = None  # the run's configuration, stored in every checkpoint
+
+
+def head_chunks(model, opt, sched, X: torch.Tensor, Z: torch.Tensor | None, neighbours: torch.Tensor | None,
+                graph: GraphConfig, train: TrainConfig, constraints: Constraints | None, seed: int, rank: int,
+                start: int, every: int):
+    """Train the head from step ``start`` to ``train.steps``; yields ``(step, terms, seconds)``
+    after every ``every`` steps. Each rank and each resume draws its own batches, reproducibly."""
+    gen = torch.Generator().manual_seed(seed + 7919 * rank + start)
+    for chunk_start in range(start, train.steps, every):
+        n = min(every, train.steps - chunk_start)
+        t0 = time.perf_counter()
+        batches = training_batches(X, train, n, gen, Z, neighbours)
+        terms = fit_head(model, batches, graph, train, chunk_start, opt, sched, constraints=constraints, generator=gen)
+        yield chunk_start + n, terms, time.perf_counter() - t0
+
+
+def embedding_chunks(model, opt, X: torch.Tensor, neighbours: torch.Tensor, config: SiameseConfig, seed: int,
+                     rank: int, world: int, start: int, every: int):
+    """Train the Siamese embedding from step ``start``; yields ``(step, loss)`` every ``every`` steps."""
+    gen = torch.Generator().manual_seed(seed + 7919 * rank + start)
+    per_worker = max(1, config.batch_size // world)
+    for chunk_start in range(start, config.steps, every):
+        n = min(every, config.steps - chunk_start)
+        yield chunk_start + n, siamese_steps(model, opt, X, neighbours, config, n, gen, per_worker)
+
+
+def describe_step(step: int, steps: int, last: dict, rate: float) -> str:
+    return (f"[ray_ncut] step {step}/{steps} loss {last['loss']:.4f} cut {last['cut']:.4f} "
+            f"orth {last['orth']:.4f} ({rate:.1f} steps/s)")
+
+
+# --------------------------------------------------------------------------- in process
+
+
+def latest_checkpoint(folder: str) -> str | None:
+    found = sorted(glob.glob(os.path.join(folder, "checkpoint_*.pt")))
+    return found[-1] if found else None
+
+
+def _save(folder: str, step: int, state: dict) -> None:
+    os.makedirs(folder, exist_ok=True)
+    write_atomic(os.path.join(folder, f"checkpoint_{step:09d}.pt"), lambda f: torch.save(state, f))
+    for old in sorted(glob.glob(os.path.join(folder, "checkpoint_*.pt")))[:-_KEEP]:
+        os.remove(old)
+
+
+def train_in_process(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: np.ndarray | None = None,
+                     constraints: dict | None = None, progress=print) -> dict:
+    """Train the head in this process (one worker, CPU); returns what ``run_training`` returns.
+
+    Checkpoints (the same state a Ray Train checkpoint holds) go to
+    ``job.storage_path/in_process/train/`` every ``job.checkpoint_every`` steps; a run that
+    finds one there continues from it.
+    """
+    folder = os.path.join(job.storage_path, IN_PROCESS_DIR, job.run_name)
+    X = torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32))
+    Zt = None if Z is None else torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
+    neighbours = torch.from_numpy(neighbour_table(X_scaled, job.graph.n_neighbors)) if job.train.batch_neighbors else None
+    pairs = None if not constraints else Constraints(*(torch.tensor(constraints[k]) for k in
+                                                        ("X", "first", "second", "similar")))
+    head = CutHead(job.head)
+    opt, sched = make_optimizer(head, job.train)
+    start, curve, path = 0, [], latest_checkpoint(folder)
+    if path:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        head.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        start, curve = state["step"], state["curve"]
+        progress(f"[ray_ncut] resuming from step {start}")
+    else:
+        head.load_state_dict(init_state)
+    loop_seconds = 0.0
+    for step, terms, seconds in head_chunks(head, opt, sched, X, Zt, neighbours, job.graph, job.train, pairs,
+                                            job.seed, 0, start, job.checkpoint_every):
+        loop_seconds += seconds
+        curve += terms
+        progress(describe_step(step, job.train.steps, terms[-1], len(terms) / seconds))
+        _save(folder, step, {"model": head.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                             "step": step, "curve": curve, "resumed_from": start, "loop_seconds": loop_seconds,
+                             "nodes": ["this machine"], "record": job.record})
+    if start >= job.train.steps:  # resumed after the last step
+        loop_seconds = 0.0
+    return {"model": head.state_dict(), "curve": curve, "resumed_from": start, "loop_seconds": loop_seconds,
+            "nodes": ["this machine"]}
+
+
+def embed_in_process(job: TrainJob, X_scaled: np.ndarray, neighbours: np.ndarray, config: SiameseConfig,
+                     progress=print) -> dict:
+    """Train the Siamese embedding in this process; returns the network's state dict."""
+    folder = os.path.join(job.storage_path, IN_PROCESS_DIR, "embedding")
+    X = torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32))
+    table = torch.from_numpy(np.ascontiguousarray(neighbours[:, : config.n_neighbors], dtype=np.int64))
+    net, opt = new_siamese(X.shape[1], config, job.seed)
+    start, path = 0, latest_checkpoint(folder)
+    if path:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        start = state["step"]
+    for step, loss in embedding_chunks(net, opt, X, table, config, job.seed, 0, 1, start,
+                                       max(job.checkpoint_every, 250)):
+        progress(f"[ray_ncut] embedding step {step}/{config.steps} contrastive loss {loss:.4f}")
+        _save(folder, step, {"model": net.state_dict(), "opt": opt.state_dict(), "step": step})
+    return net.state_dict()
