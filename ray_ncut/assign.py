@@ -159,8 +159,8 @@ def _drop_invalid(data: dict) -> tuple[dict, int, str]:
 
 
 def validate_labels(labels_dir: str, expected_rows: int, ids: np.ndarray) -> np.ndarray:
-    """Read the written label files back (an output check before publishing): the row count must equal the input's (less dropped rows) and
-    the ids be unique. Returns the size of each cluster, in the order of the model's stable
+    """Read the written label files back, an output check before publishing: the row count must
+    equal the input's (less dropped rows) and the ids be unique. Returns the size of each cluster, in the order of the model's stable
     ``ids`` (k,), counted from what was written, so that the published metrics count each
     published row exactly once, whatever was retried."""
     import pyarrow.dataset as pads

@@ -278,9 +278,10 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         self.head_, self.scaler_ = self.model_.head, scaler
         self.n_clusters_ = self.model_.n_clusters
         self.cluster_ids_ = self.model_.cluster_ids
-        proba = self.model_.proba_of_scaled(Xt.cpu().numpy()).cpu().numpy()  # (n, k)
+        Z = Xt.cpu().numpy()  # (n, d) the scaled rows
+        proba = self.model_.proba_of_scaled(Z).cpu().numpy()  # (n, k)
         self.labels_ = proba.argmax(1)
-        self.fit_at_training_ = fit_state(Xt.cpu().numpy(), self.labels_, proba.max(1), self.n_clusters_,
+        self.fit_at_training_ = fit_state(Z, self.labels_, proba.max(1), self.n_clusters_,
                                           config.n_neighbors, seed)  # subsamples to DRIFT_ROWS itself
         self.model_.record["fit_at_training"] = self.fit_at_training_
         return self

@@ -47,6 +47,12 @@ class TrainJob:
     max_failures: int = 2
     record: dict | None = None  # the run's configuration, stored in every checkpoint
 
+    def checkpoint_record(self) -> dict:
+        """What every checkpoint of the run records: its configuration, the head's shape, the
+        working configs and the seed (the same on the Ray Train and the in-process path)."""
+        return {**(self.record or {}), "head": {**self.head.__dict__, "hidden": list(self.head.hidden)},
+                "graph": self.graph.to_dict(), "train": self.train.to_dict(), "seed": self.seed}
+
 
 def head_chunks(model, opt, sched, X: torch.Tensor, Z: torch.Tensor | None, neighbours: torch.Tensor | None,
                 graph: GraphConfig, train: TrainConfig, constraints: Constraints | None, seed: int, rank: int,
@@ -126,7 +132,7 @@ def train_in_process(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: n
         progress(describe_step(step, job.train.steps, terms[-1], len(terms) / seconds))
         _save(folder, step, {"model": head.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                              "step": step, "curve": curve, "resumed_from": start, "loop_seconds": loop_seconds,
-                             "nodes": ["this machine"], "record": job.record})
+                             "nodes": ["this machine"], "record": job.checkpoint_record()})
     if start >= job.train.steps:  # resumed after the last step
         loop_seconds = 0.0
     return {"model": head.state_dict(), "curve": curve, "resumed_from": start, "loop_seconds": loop_seconds,

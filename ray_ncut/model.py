@@ -33,8 +33,8 @@ __all__ = ["HeadConfig", "CutHead", "ClusterModel", "mlp", "resolve_device", "sa
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
-REFERENCE_FILE = "reference.npy"
-CURVE_FILE = "curve.csv"  # loss terms per step  # raw rows of the training sample, shared with the next recluster
+REFERENCE_FILE = "reference.npy"  # raw rows of the training sample, shared with the next recluster
+CURVE_FILE = "curve.csv"  # loss terms per step
 FORMAT_VERSION = 2  # 2: config.json's settings are one ClusterConfig ("config"); 1 had "estimator"
 
 

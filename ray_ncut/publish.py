@@ -68,7 +68,7 @@ def sibling(out: str, tag: str) -> str:
 def write_atomic(path: str, write, mode: str = "wb") -> None:
     """``write(f)`` into a hidden temporary file beside ``path``, then rename it to ``path``:
     a reader (or a crash) never sees a half-written file under the final name. The hidden
-    name (``.NAME.<pid>.tmp``) is skipped by Parquet readers and removed by the jobs' checks."""
+    name (``.NAME.<pid>.<random>.tmp``) is skipped by Parquet readers and removed by the jobs' checks."""
     folder, name = os.path.split(path)
     tmp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
     try:

@@ -245,8 +245,7 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: np.nd
         # In a list, so that Ray passes the reference itself rather than resolving it.
         "sample": [ray.put(np.ascontiguousarray(X_scaled if Z is None else np.hstack([X_scaled, Z]), dtype=np.float32))],
         "constraints": constraints,
-        "record": {**(job.record or {}), "head": {**job.head.__dict__, "hidden": list(job.head.hidden)},
-                   "graph": job.graph.to_dict(), "train": job.train.to_dict(), "seed": job.seed},
+        "record": job.checkpoint_record(),
     }
     return _run(train_loop_per_worker, cfg, job, job.run_name)
 
