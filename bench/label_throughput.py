@@ -10,7 +10,9 @@ then measures on the same rows in the same run, medians over ``--repeats``:
   memory, one process, with 1 and with all threads;
 - ray_ncut labelling: ``jobs/assign.py``'s library call (read Parquet, label, write
   Parquet, all in the actor pool), rows/s of that phase; plus the whole job
-  (validation of the staged output, the kNN-cut metric on a 100k sample, publish).
+  (validation of the staged output, the kNN-cut metric on a 100k sample, publish);
+- ``jobs/assign.py`` as a user runs it: a process of its own, from its start to the published
+  labels (Ray's start and shutdown included), with the peak memory of its process tree.
 """
 
 from __future__ import annotations
@@ -28,10 +30,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(__file__))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 from ray_ncut import NeuralCut  # noqa: E402
 from ray_ncut.data.builtin import builtin_chunks, parse_builtin  # noqa: E402
 from ray_ncut.compare import format_table  # noqa: E402
+from procmem import run_measured  # noqa: E402
 
 
 def write_corpus(spec: str, folder: str, files: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,20 +97,29 @@ def main() -> None:
             ours.append(m["rows_per_second"])
             whole.append(m["seconds"])
         ray.shutdown()
+        job = [sys.executable, os.path.join(ROOT, "jobs", "assign.py"), "--model", os.path.join(work, "model"),
+               "--data", data, "--out", os.path.join(work, "job"), "--overwrite", "--engine", "ray"]
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        runs = [run_measured(job, os.path.join(work, "job.log"), env=env) for _ in range(args.repeats)]
+        if any(r.returncode != 0 for r in runs):
+            raise RuntimeError(open(os.path.join(work, "job.log")).read()[-2000:])
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
     b1, ball, o = statistics.median(bare1), statistics.median(bare_all), statistics.median(ours)
+    wall = statistics.median(r.wall_s for r in runs)
     rows = [
         {"method": "bare torch forward, 1 thread", "rows/s": b1, "ratio to bare (all threads)": b1 / ball},
         {"method": f"bare torch forward, {os.cpu_count()} threads", "rows/s": ball, "ratio to bare (all threads)": 1.0},
         {"method": "ray_ncut labelling (Parquet in, labels out)", "rows/s": o, "ratio to bare (all threads)": o / ball},
         {"method": "ray_ncut whole job (+ validate, metrics, publish)", "rows/s": args.rows / statistics.median(whole),
          "ratio to bare (all threads)": args.rows / statistics.median(whole) / ball},
+        {"method": "jobs/assign.py, process start to published labels", "rows/s": args.rows / wall,
+         "ratio to bare (all threads)": args.rows / wall / ball, "peak GB": statistics.median(r.peak_gb for r in runs)},
     ]
     print(f"{spec}, head {args.dim}-256-256-{args.k}, median of {args.repeats}, {time.strftime('%Y-%m-%d')}, "
           f"{os.cpu_count()} CPUs, acc {m['ground_truth']['acc']:.3f}")
-    print(format_table(rows, ("method", "rows/s", "ratio to bare (all threads)")))
+    print(format_table(rows, ("method", "rows/s", "ratio to bare (all threads)", "peak GB")))
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump({"data": spec, "rows": rows}, f, indent=2)

@@ -8,7 +8,10 @@ wall time and peak memory are its own (:mod:`procmem`: summed PSS of the process
 and every descendant, Ray's daemons and workers included).
 
 - ray_ncut: the two jobs a user runs, ``jobs/train.py`` then ``jobs/assign.py
-  --label-column label`` (each starts an embedded Ray cluster); stage times come
+  --label-column label``, each with ``--engine ray`` (``--engine``): each starts an embedded Ray
+  cluster, the path every run over 100M feature values takes, so that 1M and 10M rows compare
+  like with like (``--engine auto`` runs small sets in the jobs' own processes, as a laptop
+  user with no cluster gets them); stage times come
   from their ``summary.json`` / ``metrics.json``. ACC/NMI/ARI are the job's own,
   over every row. The labelling rate is compared with a bare single-process torch
   forward (scaling + softmax + argmax, all threads, rows already in memory) of
@@ -183,12 +186,14 @@ def measure_ray_ncut(name, spec, seed, work, args, X_bare) -> dict:
     k = parse_builtin(spec).n_classes
     env = {"RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled")}
     train = run_measured([sys.executable, os.path.join(ROOT, "jobs", "train.py"), "--data", spec, "--k", str(k),
-                          "--out", run, "--seed", str(seed), "--overwrite", *args.train_args.split()],
+                          "--out", run, "--seed", str(seed), "--overwrite", "--engine", args.engine,
+                          *args.train_args.split()],
                          run + ".log", env=env)
     if train.returncode != 0:
         return {"system": "ray_ncut", "note": f"train job failed (exit {train.returncode}, see {run}.log)"}
     assign = run_measured([sys.executable, os.path.join(ROOT, "jobs", "assign.py"), "--model", run, "--data", spec,
-                           "--out", labels, "--label-column", "label", "--overwrite"], labels + ".log", env=env)
+                           "--out", labels, "--label-column", "label", "--overwrite", "--engine", args.engine],
+                          labels + ".log", env=env)
     if assign.returncode != 0:
         return {"system": "ray_ncut", "note": f"assign job failed (exit {assign.returncode}, see {labels}.log)"}
     with open(os.path.join(run, "summary.json")) as f:
@@ -311,6 +316,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--spectral-timeout", type=float, default=300, help="seconds before spectral clustering is stopped")
     p.add_argument("--memory-cap", type=float, default=0.75, help="share of RAM at which spectral clustering is stopped")
+    p.add_argument("--engine", default="ray", choices=("auto", "ray", "local"), help="the jobs' --engine (default ray)")
     p.add_argument("--train-args", default="", help="extra flags for jobs/train.py, e.g. '--steps 300'")
     p.add_argument("--out", default="bench/results/suite.json")
     p.add_argument("--one", choices=SYSTEMS[1:], help=argparse.SUPPRESS)  # child process: one baseline

@@ -17,6 +17,8 @@ import sys
 
 
 def parse_args(argv=None):
+    from ray_ncut.cli import ENGINE_HELP
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="run directory written by jobs/train.py (or NeuralCut.save)")
     p.add_argument("--data", help="Parquet file/dir/glob, a .npy file, or builtin:NAME "
@@ -28,6 +30,7 @@ def parse_args(argv=None):
     p.add_argument("--label-column", help="ground truth, for ACC/NMI/ARI in metrics.json (built-ins: any name)")
     add_labelling_flags(p)
     p.add_argument("--seed", type=int, default=0, help="seed of the metric's sample")
+    p.add_argument("--engine", choices=("auto", "ray", "local"), default="auto", help=ENGINE_HELP)
     p.add_argument("--incremental", action="store_true",
                    help="label only input files that --out does not cover yet (new, or changed in size or "
                         "modification time, or labelled by another model), reuse the rest, and replace --out "
@@ -61,7 +64,7 @@ def options_from_args(args, model: str, data: str, out: str, incremental: bool =
         columns=ColumnSpec.from_flags(args.features, args.feature_columns, args.id_column, args.label_column),
         ncut_neighbors=args.ncut_neighbors, ncut_sample=args.ncut_sample,
         overwrite=args.overwrite, seed=args.seed, actors=args.actors, drop_invalid=args.drop_invalid,
-        incremental=incremental,
+        incremental=incremental, engine=args.engine,
     )
 
 
@@ -91,6 +94,8 @@ def main(argv=None) -> int:
 
 
 def print_summary(m: dict) -> None:
+    from ray_ncut.storage import describe_out
+
     nc = m["normalized_cut"]
     truth = m.get("ground_truth")
     scores = f" ACC {truth['acc']:.3f}, NMI {truth['nmi']:.3f}, ARI {truth['ari']:.3f};" if truth else ""
@@ -101,7 +106,7 @@ def print_summary(m: dict) -> None:
     print(
         f"\nLabelled {m['rows']} rows{fresh} of {m['data']['uri']} into {len(m['cluster_sizes'])} clusters in "
         f"{m['label_seconds']:.1f}s ({m['rows_per_second']:,.0f} rows/s; total {m['seconds']:.1f}s).{scores}{cut} "
-        f"Published to {m['out']}: labels/part-*.parquet (id, cluster, confidence), metrics.json, report.html "
+        f"Published to {describe_out(m['out'])}: labels/part-*.parquet (id, cluster, confidence), metrics.json, report.html "
         "(open it in a browser)."
     )
     dropped = m.get("dropped_invalid")

@@ -29,6 +29,7 @@ def build_parser(recluster: bool = False, description: str = __doc__, out_help: 
     The model's flags come from :class:`ray_ncut.config.ClusterConfig` (one per field, with
     its help and default); the rest say where the data is and how the job runs.
     """
+    from ray_ncut.cli import ENGINE_HELP
     from ray_ncut.config import add_flags
 
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -65,6 +66,8 @@ def build_parser(recluster: bool = False, description: str = __doc__, out_help: 
     t.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints (default 100)")
     t.add_argument("--max-failures", type=int, default=2,
                    help="worker-group failures retried from the last checkpoint (default 2)")
+    t.add_argument("--engine", choices=("auto", "ray", "local"), default="auto",
+                   help=ENGINE_HELP)
     o = p.add_argument_group("output")
     o.add_argument("--out", required=True, help=out_help)
     o.add_argument("--resume", action="store_true",
@@ -123,6 +126,7 @@ def options_from_args(args, out: str | None = None):
         resume=args.resume,
         overwrite=args.overwrite,
         previous=getattr(args, "previous", None),
+        engine=args.engine,
     )
 
 
@@ -147,6 +151,8 @@ def main(argv=None, recluster: bool = False, description: str = __doc__) -> int:
 
 
 def print_summary(summary: dict) -> None:
+    from ray_ncut.storage import describe_out
+
     quality = summary.get("sample_quality")
     scores = (f" On the training sample: ACC {quality['acc']:.3f}, NMI {quality['nmi']:.3f}, "
               f"ARI {quality['ari']:.3f}." if quality else "")
@@ -157,7 +163,7 @@ def print_summary(summary: dict) -> None:
         f"{summary['steps']} steps in "
         f"{summary['train_seconds']:.1f}s{_resumed(summary)} (scan {summary['scan_seconds']:.1f}s, total {summary['total_seconds']:.1f}s); "
         f"final loss {summary['final_loss']:.4f} (cut {summary['final_cut']:.4f}, orth {summary['final_orth']:.4f}).{scores} "
-        f"Model written to {summary['out']}: model.pt + config.json (load with NeuralCut.load or label with "
+        f"Model written to {describe_out(summary['out'])}: model.pt + config.json (load with NeuralCut.load or label with "
         "jobs/assign.py), curve.csv, summary.json, reference.npy."
     )
     recluster = summary.get("recluster")

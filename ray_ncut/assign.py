@@ -14,17 +14,17 @@ uniform sample of (scaled features, cluster) rows for the kNN-graph cut.
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from .data.readers import ReadUnit, duplicate_hashes, hash_ids, read_unit, repeated_values, unit_sample_mask
+from .data.readers import ReadUnit, filesystem, duplicate_hashes, hash_ids, read_unit, repeated_values, unit_sample_mask
 from .drift import LOW_CONFIDENCE
 from .metrics import Contingency, contingency_partial
 from .model import ClusterModel
 from .publish import write_atomic
+from .storage import is_uri
 
 __all__ = ["ClusterAssigner", "UnitResult", "assign_unit", "unit_file_name", "OUTPUT_COLUMNS", "CONFIDENCE_BINS",
            "validate_labels"]
@@ -88,7 +88,7 @@ def assign_unit(
     assigner: ClusterAssigner,
     unit: ReadUnit,
     index: int,
-    staging_dir: str,
+    parts_dir: str,
     with_label: bool,
     sample_rate: float,
     seed: int,
@@ -103,7 +103,6 @@ def assign_unit(
     import time
 
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     t0 = time.perf_counter()
     try:
@@ -128,8 +127,7 @@ def assign_unit(
     conf = np.concatenate(cf_parts) if cf_parts else np.zeros(0, np.float32)
 
     table = pa.table({"id": data["id"], "cluster": assigner.cluster_ids[cluster], "confidence": conf})
-    # a retried task overwrites its own file; a half-written one never carries the final name
-    write_atomic(os.path.join(staging_dir, unit_file_name(index)), lambda f: pq.write_table(table, f))
+    write_part(parts_dir, unit_file_name(index), table)
 
     k = assigner.model.n_clusters
     keep = unit_sample_mask(seed, index, len(X), sample_rate)
@@ -149,6 +147,19 @@ def assign_unit(
     )
 
 
+def write_part(parts_dir: str, name: str, table) -> None:
+    """Write one label file into ``parts_dir`` (a local folder or an object-store prefix). A retried
+    task overwrites its own file; a half-written one never carries the final name (a local
+    rename, or the object store's all-or-nothing PUT)."""
+    import pyarrow.parquet as pq
+
+    if is_uri(parts_dir):
+        fs, folder = filesystem(parts_dir)
+        pq.write_table(table, f"{folder}/{name}", filesystem=fs)
+    else:
+        write_atomic(os.path.join(parts_dir, name), lambda f: pq.write_table(table, f))
+
+
 def _drop_invalid(data: dict) -> tuple[dict, int, str]:
     """The unit's rows without NaN or infinite features, how many were dropped, and the first one's id."""
     finite = np.isfinite(data["features"]).all(axis=1)  # (n,)
@@ -165,8 +176,7 @@ def validate_labels(labels_dir: str, expected_rows: int, ids: np.ndarray) -> np.
     published row exactly once, whatever was retried."""
     import pyarrow.dataset as pads
 
-    files = sorted(glob.glob(os.path.join(labels_dir, "part-*.parquet")))
-    dataset = pads.dataset(files, format="parquet")
+    dataset = pads.dataset(labels_dir, format="parquet")  # local or a URI; skips ".tmp" and "_" names
     hashes, counts = [], np.zeros(int(ids.max()) + 1, np.int64)
     for batch in dataset.to_batches(columns=["id", "cluster"]):
         hashes.append(hash_ids(batch.column(0).to_numpy(zero_copy_only=False)))

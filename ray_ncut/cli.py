@@ -15,6 +15,10 @@ __all__ = ["absolute_paths", "run_job", "in_submitted_job"]
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
 
+ENGINE_HELP = ("where the work runs: ray (join or start a cluster), local (this process, no Ray), or auto "
+               "(default): Ray unless the job would start its own cluster on this machine for one CPU "
+               "worker over at most 100M feature values")
+
 
 def in_submitted_job() -> bool:
     """Whether this process is the driver of a ``ray job submit`` job (Ray sets this for it)."""

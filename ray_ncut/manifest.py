@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data.readers import ReadUnit, filesystem
+from .storage import absolute, readable
 
 __all__ = ["MANIFEST_FILE", "Reuse", "model_fingerprint", "file_state", "plan_reuse", "build_manifest"]
 
@@ -26,7 +27,7 @@ MANIFEST_FILE = "manifest.json"
 def model_fingerprint(model_dir: str, cluster_ids: list) -> str:
     """sha256 of the weights and the stable ids: the same fingerprint, the same label for a row."""
     h = hashlib.sha256()
-    with open(os.path.join(model_dir, "model.pt"), "rb") as f:
+    with open(os.path.join(readable(model_dir), "model.pt"), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     h.update(json.dumps([int(i) for i in cluster_ids]).encode())
@@ -101,4 +102,4 @@ def build_manifest(units: list[ReadUnit], part_name, results: dict, reuse: Reuse
             "dropped": int(sum(r.dropped for r in done)),
             "sizes": {str(int(c)): int(n) for c, n in zip(ids, sizes) if n},
         }
-    return {"model": {"path": os.path.abspath(model_dir), "fingerprint": fingerprint}, "files": files}
+    return {"model": {"path": absolute(model_dir), "fingerprint": fingerprint}, "files": files}

@@ -26,6 +26,10 @@ Layout beside an output ``PARENT/NAME``::
     PARENT/.NAME.staging-<run>/   a labelling run in progress (removed when it fails)
     PARENT/.NAME.training/        a training run in progress (kept when interrupted: --resume)
     PARENT/.NAME.old-<run>/       the previous output, for the instant of the swap
+
+An output on object storage (a URI) is checked and published by :mod:`ray_ncut.storage` (a
+version prefix and a committed pointer, the same ownership rule); its staging folders are
+local, under a folder kept for that URI.
 """
 
 from __future__ import annotations
@@ -38,10 +42,12 @@ import socket
 import time
 import uuid
 
+from .storage import RemoteOutput, is_uri, local_staging_parent
+
 __all__ = [
     "MARKER_FILE", "OutputError", "Interrupted", "sibling", "check_out", "make_staging", "seal", "is_ours",
     "publish", "remove_ours", "clean_stale_siblings", "write_json_atomic", "is_complete", "is_marked", "local_input_path",
-    "running_owner", "claim_staging", "write_atomic", "record_added_file",
+    "running_owner", "owner_running", "claim_staging", "write_atomic", "record_added_file", "output_exists",
 ]
 
 MARKER_FILE = "_RAY_NCUT.json"
@@ -60,9 +66,17 @@ class Interrupted(Exception):
 
 
 def sibling(out: str, tag: str) -> str:
-    """A hidden folder beside ``out`` (same filesystem, so renames between them are atomic)."""
+    """A hidden folder beside ``out`` (same filesystem, so renames between them are atomic); for an
+    output on object storage, in a local folder kept for that URI (:mod:`ray_ncut.storage`)."""
+    if is_uri(out):
+        return os.path.join(local_staging_parent(out), f".{out.rstrip('/').rsplit('/', 1)[-1]}.{tag}")
     parent, name = os.path.split(os.path.abspath(out))
     return os.path.join(parent, f".{name}.{tag}")
+
+
+def output_exists(out: str, kind: str) -> bool:
+    """Whether a published output is at ``out`` (a local folder, or a committed remote prefix)."""
+    return RemoteOutput(out, kind).exists() if is_uri(out) else os.path.isdir(out)
 
 
 def write_atomic(path: str, write, mode: str = "wb") -> None:
@@ -176,8 +190,8 @@ def check_out(out: str, kind: str, overwrite: bool, inputs: tuple = ()) -> str:
     non-empty ``out`` is refused without ``overwrite``, and with it unless it is a
     ray_ncut output of this ``kind`` holding only files the job wrote.
     """
-    if "://" in out:
-        raise OutputError(f"--out must be a local or mounted path for now, got {out}")
+    if is_uri(out):
+        return RemoteOutput(out, kind).check(overwrite, inputs)
     target = _resolve(out)
     protected = {"/": "the root directory", _resolve("~"): "your home directory",
                  _resolve(os.getcwd()): "the working directory"}
@@ -228,25 +242,31 @@ def _owner() -> dict:
 
 
 def running_owner(path: str) -> dict | None:
-    """The owner recorded in a staging folder's marker if that process may still run, else ``None``.
-
-    A folder written on another host is taken as running (it cannot be checked from here);
-    one written on this host is running while its process (same pid, same start time) is.
-    """
+    """The owner recorded in a staging folder's marker if that process may still run, else ``None``."""
     marker = _read_marker(path) or {}
+    return marker.get("owner") if owner_running(marker) else None
+
+
+def owner_running(marker: dict) -> bool:
+    """Whether the process a marker names as its owner may still run.
+
+    Sealed markers have no running owner, and neither has this very process's. One written on
+    another host is taken as running (it cannot be checked from here); one written on this
+    host is running while its process (same pid, same start time) is.
+    """
     owner = marker.get("owner")
-    if not owner or marker.get("complete") or owner.get("pid") == os.getpid():  # sealed: its writer is done
-        return None
+    if not owner or marker.get("complete") or owner.get("pid") == os.getpid():
+        return False
     if owner.get("host") != socket.gethostname():
-        return owner
+        return True
     try:
         os.kill(int(owner["pid"]), 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:  # alive, another user's
-        return owner
+        return True
     started = _process_start(int(owner["pid"]))
-    return owner if started is None or owner.get("start") in (None, started) else None
+    return started is None or owner.get("start") in (None, started)
 
 
 def make_staging(path: str, kind: str) -> str:
@@ -317,6 +337,10 @@ def publish(staging: str, out: str, kind: str) -> None:
     """
     if not is_complete(staging, kind):
         raise RuntimeError(f"{staging} is not a complete {kind} output; not publishing")
+    if is_uri(out):  # upload as a new version, commit it, then drop the local copy
+        RemoteOutput(out, kind).publish(staging)
+        shutil.rmtree(staging)
+        return
     old = None
     if os.path.isdir(out) and os.listdir(out):
         if not is_ours(out, kind):
@@ -339,7 +363,7 @@ def clean_stale_siblings(out: str, kind: str, patterns: tuple = ("staging-*", "o
     :func:`publish` left no ``out`` and the previous output at ``.NAME.old-*``: that one
     is first renamed back into place.
     """
-    if not os.path.lexists(out):
+    if not is_uri(out) and not os.path.lexists(out):
         olds = [p for p in glob.glob(sibling(out, "old-*")) if is_complete(p, kind)]
         if olds:
             os.rename(max(olds, key=os.path.getmtime), out)

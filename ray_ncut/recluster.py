@@ -17,6 +17,7 @@ from .drift import fit_state
 from .knn import knn_cut
 from .model import REFERENCE_FILE, ClusterModel
 from .stable_ids import IdMatch, churn, match_clusters
+from .storage import readable
 
 __all__ = ["REFERENCE_ROWS", "reference_sample", "read_reference", "carry_ids", "fit_of", "describe"]
 
@@ -31,7 +32,7 @@ def reference_sample(X: np.ndarray, seed: int, rows: int = REFERENCE_ROWS) -> np
 
 
 def read_reference(model_dir: str) -> np.ndarray | None:
-    path = os.path.join(model_dir, REFERENCE_FILE)
+    path = os.path.join(readable(model_dir), REFERENCE_FILE)
     return np.load(path) if os.path.isfile(path) else None
 
 

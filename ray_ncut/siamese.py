@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .knn import neighbour_table
-from .model import mlp
+from .model import forward_rows, mlp
 
 __all__ = ["SiameseConfig", "train_siamese", "siamese_steps", "new_siamese", "embed"]
 
@@ -86,6 +86,7 @@ def train_siamese(X: torch.Tensor, config: SiameseConfig, seed: int, neighbours:
 
 
 @torch.no_grad()
-def embed(net: torch.nn.Module, X: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    """Embedding of X (n, d) -> (n, dim), in chunks."""
+def embed(net: torch.nn.Module, X: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """Embedding of X (n, d) -> (n, dim), ``chunk`` rows at a time (default :func:`forward_rows`)."""
+    chunk = chunk or forward_rows(X.device)
     return torch.cat([net(X[i : i + chunk]) for i in range(0, X.shape[0], chunk)])

@@ -22,6 +22,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+# The object-storage tests (test_storage.py) start a moto S3 server at this address. It is set
+# for the whole session, before any Ray head starts, so that the head's workers reach it too;
+# never a real account's endpoint or credentials.
+os.environ.update(AWS_ENDPOINT_URL=f"http://127.0.0.1:{_free_port()}", AWS_ACCESS_KEY_ID="testing",
+                  AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1", AWS_EC2_METADATA_DISABLED="true")
+os.environ.pop("AWS_PROFILE", None)
+os.environ.pop("AWS_SESSION_TOKEN", None)
+
+
 def _ray_cli(*args, **kw):
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
     return subprocess.run([ray_bin, *args], capture_output=True, text=True, **kw)

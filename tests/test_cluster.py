@@ -11,7 +11,6 @@ from sklearn.datasets import make_blobs
 
 from jobs_helpers import job
 
-pytestmark = pytest.mark.ray
 SMALL = ["--steps", "60", "--batch-size", "300", "--hidden", "32,32", "--checkpoint-every", "30",
          "--label-column", "label"]
 
@@ -27,6 +26,7 @@ def table(tmp_path_factory):
     return d
 
 
+@pytest.mark.ray
 def test_one_session_gives_the_model_labels_and_metrics_of_the_two_jobs(ray_cluster, table, tmp_path):
     both = job("cluster.py", ["--data", table, "--k", "4", "--out", tmp_path / "c", *SMALL])
     assert both.returncode == 0, both.stderr[-3000:]
@@ -50,3 +50,40 @@ def test_one_session_gives_the_model_labels_and_metrics_of_the_two_jobs(ray_clus
 
     again = job("cluster.py", ["--data", table, "--k", "4", "--out", tmp_path / "c", *SMALL])
     assert again.returncode == 2 and "--overwrite" in again.stderr  # the finished model is kept
+
+    # small data worked in the job's own process, without Ray: the same model, labels and metrics
+    here = job("cluster.py", ["--data", table, "--k", "4", "--out", tmp_path / "h", "--engine", "local", *SMALL])
+    assert here.returncode == 0, here.stderr[-3000:]
+    assert "working in this process (no Ray cluster started)" in here.stdout
+    assert "labelling 2400 rows in 6 units in this process" in here.stdout
+    assert (tmp_path / "h" / "model" / "model.pt").read_bytes() == (model / "model.pt").read_bytes()
+    local = pd.read_parquet(tmp_path / "h" / "labels" / "labels").sort_values("id")
+    np.testing.assert_array_equal(local.to_numpy(), ours.to_numpy())
+    m_here = json.loads((tmp_path / "h" / "labels" / "metrics.json").read_text())
+    for key in ("rows", "cluster_sizes", "ground_truth", "normalized_cut", "confidence_histogram"):
+        assert m_here[key] == m_ours[key], key
+
+
+@pytest.mark.parametrize("named, running, one_worker, values, gpu, expected", [
+    (False, 0, True, 10**6, False, False),          # small work, nothing to join: this process
+    (False, 0, True, 10**6, True, True),            # a GPU: Ray (the GPU paths run there)
+    (False, 0, True, 2 * 10**8, False, True),       # more values than IN_PROCESS_VALUES
+    (False, 0, False, 10**6, False, True),          # several workers asked for
+    (False, 1, True, 10**6, False, True),           # a cluster runs on this machine: join it
+    (True, 0, True, 10**6, False, True),            # RAY_ADDRESS names one
+])
+def test_auto_engine_uses_ray_only_where_it_pays(monkeypatch, named, running, one_worker, values, gpu, expected):
+    import ray
+    import torch
+
+    from ray_ncut.ray import dataset
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(dataset, "_clusters_on_this_machine", lambda: running)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
+    if named:
+        monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
+    else:
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert dataset._wants_ray("auto", values, one_worker) is expected
+    assert dataset._wants_ray("local", values, one_worker) is False and dataset._wants_ray("ray", values, one_worker)

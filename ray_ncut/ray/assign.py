@@ -14,6 +14,11 @@ Layout while running, beside the output (same filesystem, so renames are atomic)
     PARENT/.LABELS.staging-<run>/   labels/part-000000.parquet ... metrics.json _SUCCESS _RAY_NCUT.json
     PARENT/LABELS/                  the previous output, untouched until the swap
 
+On object storage (``--out s3://...``) the actors write the label files straight into a new,
+uncommitted version of the output, the driver's small files join them there, and the commit is
+one PUT of the output's pointer (:mod:`ray_ncut.storage`). Where the job runs in its own process
+(:func:`ray_ncut.ray.dataset.connect`), a loop over the units replaces the actor pool.
+
 The Parquet files sit in their own ``labels/`` folder so that it is a pure Parquet
 data set (``pandas.read_parquet("LABELS/labels")`` works; a ``metrics.json`` among
 the parts would break pyarrow's discovery).
@@ -46,6 +51,7 @@ from ..publish import (
     check_out,
     clean_stale_siblings,
     make_staging,
+    output_exists,
     publish,
     remove_ours,
     seal,
@@ -53,7 +59,17 @@ from ..publish import (
     write_atomic,
     write_json_atomic,
 )
-from .dataset import PROGRESS_SECONDS, TASK_CPUS, check_unique_ids, connected_by_job, describe_columns, disconnect, init_ray, open_feature_set
+from ..storage import RemoteOutput, absolute, committed, copy, is_uri, read_json
+from .dataset import (
+    PROGRESS_SECONDS,
+    TASK_CPUS,
+    check_unique_ids,
+    connect,
+    connected_by_job,
+    describe_columns,
+    disconnect,
+    open_feature_set,
+)
 
 __all__ = ["AssignOptions", "UnitAssignActor", "assign_run", "pool_resources"]
 
@@ -77,14 +93,15 @@ class AssignOptions:
     actors: int | None = None
     drop_invalid: bool = False  # skip and count rows with NaN/inf features instead of failing
     incremental: bool = False  # reuse the parts of files the output at `out` already covers
+    engine: str = "auto"  # "ray", "local" (this process), "auto" (dataset.connect)
 
 
 class UnitAssignActor:
     """Ray Data callable class: a batch of unit indices -> one pickled UnitResult per unit."""
 
-    def __init__(self, model_dir, units, staging_dir, with_label, sample_rate, seed, drop_invalid):
+    def __init__(self, model_dir, units, parts_dir, with_label, sample_rate, seed, drop_invalid):
         self.assigner = ClusterAssigner(model_dir)
-        self.units, self.staging_dir = units, staging_dir
+        self.units, self.parts_dir = units, parts_dir
         self.with_label, self.sample_rate, self.seed = with_label, sample_rate, seed
         self.drop_invalid = drop_invalid
         self.node = ray.get_runtime_context().get_node_id()
@@ -92,7 +109,7 @@ class UnitAssignActor:
     def __call__(self, batch: dict) -> dict:
         results = []
         for i in batch["id"]:
-            r = assign_unit(self.assigner, self.units[int(i)], int(i), self.staging_dir,
+            r = assign_unit(self.assigner, self.units[int(i)], int(i), self.parts_dir,
                            self.with_label, self.sample_rate, self.seed, drop_invalid=self.drop_invalid)
             r.node = self.node
             results.append(r)
@@ -139,19 +156,24 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     reuse = plan_reuse(_read_manifest(out), fs.units, fingerprint) if opts.incremental else Reuse()
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
     progress(describe_columns(fs))
-    init_ray()
+    connect(fs, opts.engine, one_worker=opts.actors in (None, 1))
     check_unique_ids(fs)  # before any labelling work: a cheap pass over the id column only
     t_ready = time.perf_counter()
 
     clean_stale_siblings(out, KIND)
     staging = make_staging(sibling(out, f"staging-{uuid.uuid4().hex[:8]}"), KIND)
-    os.makedirs(os.path.join(staging, LABELS_SUBDIR))
+    # The label files go straight to their final store: on object storage, into a new version
+    # of the output (uncommitted, so invisible) that every node can write to.
+    remote = RemoteOutput(out, KIND) if is_uri(out) else None
+    parts = f"{remote.begin()}/{LABELS_SUBDIR}" if remote else os.path.join(staging, LABELS_SUBDIR)
+    if not remote:
+        os.makedirs(parts)
     try:
-        _take_reused_parts(out, staging, reuse, progress)
+        _take_reused_parts(out, parts, reuse, progress)
         todo = reuse.labelled_units(len(fs.units))
-        result = _label_all(opts, fs, todo, k, staging, with_label, progress)
+        result = _label_all(opts, fs, todo, k, parts, with_label, progress)
         t_labelled = time.perf_counter()
-        metrics = _measure(opts, fs, k, ids, model_config, staging, with_label, reuse, result, progress)
+        metrics = _measure(opts, fs, k, ids, model_config, parts, with_label, reuse, result, progress)
         metrics.update(out=out, labelled_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        seconds=round(time.perf_counter() - t_start, 3),
                        stage_seconds={"start": round(t_ready - t_start, 3), "label": round(t_labelled - t_ready, 3),
@@ -161,14 +183,23 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
         for partial in glob.glob(os.path.join(staging, LABELS_SUBDIR, ".*.tmp")):  # of a task killed mid-write
             os.remove(partial)
         seal(staging, KIND)
-        publish(staging, out, KIND)
+        if remote:
+            remote.commit(staging)  # uploads the small files beside the labels, then moves the pointer
+        else:
+            publish(staging, out, KIND)
     except KeyboardInterrupt:
         if connected_by_job():  # stop this job's labelling actors: one still writing a part would keep the folder
             disconnect()
         remove_ours(staging, KIND, settle_seconds=10.0)
-        kept = f"the previous labels at {out} are unchanged" if os.path.isdir(out) else f"nothing was written at {out}"
+        if remote:
+            remote.abort()
+        kept = f"the previous labels at {out} are unchanged" if output_exists(out, KIND) else f"nothing was written at {out}"
         raise Interrupted(f"interrupted while labelling; nothing was published and {kept}; "
                           "re-run the same command to label again") from None
+    except BaseException:
+        if remote:
+            remote.abort()  # the uncommitted version; the committed output is never touched
+        raise
     finally:
         remove_ours(staging, KIND)  # gone already when published
     return metrics
@@ -186,6 +217,9 @@ def _write_outputs(staging: str, metrics: dict, manifest: dict, result: dict, id
 
 
 def _read_manifest(out: str) -> dict | None:
+    if is_uri(out):
+        version = committed(out)
+        return read_json(f"{version}/{MANIFEST_FILE}") if version else None
     try:
         with open(os.path.join(out, MANIFEST_FILE)) as f:
             return json.load(f)
@@ -193,10 +227,14 @@ def _read_manifest(out: str) -> dict | None:
         return None  # no previous output (or one from before manifests): everything is labelled
 
 
-def _take_reused_parts(out: str, staging: str, reuse: Reuse, progress) -> None:
-    """Hard-link (copy across filesystems) the previous output's parts that still hold into staging."""
+def _take_reused_parts(out: str, parts: str, reuse: Reuse, progress) -> None:
+    """Hard-link (copy across filesystems, or on the object store) the previous output's parts that
+    still hold into the new output's label folder ``parts``."""
     for index, name in reuse.parts.items():
-        old, new = os.path.join(out, LABELS_SUBDIR, name), os.path.join(staging, LABELS_SUBDIR, unit_file_name(index))
+        if is_uri(out):
+            copy(f"{committed(out)}/{LABELS_SUBDIR}/{name}", f"{parts}/{unit_file_name(index)}")
+            continue
+        old, new = os.path.join(out, LABELS_SUBDIR, name), os.path.join(parts, unit_file_name(index))
         try:
             os.link(old, new)
         except OSError:
@@ -206,12 +244,12 @@ def _take_reused_parts(out: str, staging: str, reuse: Reuse, progress) -> None:
                  f"this model: reused")
 
 
-def _measure(opts, fs, k, ids, model_config, staging, with_label, reuse, result, progress) -> dict:
+def _measure(opts, fs, k, ids, model_config, parts, with_label, reuse, result, progress) -> dict:
     """Check what was written and compute metrics.json's content (the job adds times and paths)."""
     from ..knn import knn_cut
 
     t0 = time.perf_counter()
-    sizes = validate_labels(os.path.join(staging, LABELS_SUBDIR), fs.n_rows - reuse.dropped - result["dropped"], ids)
+    sizes = validate_labels(parts, fs.n_rows - reuse.dropped - result["dropped"], ids)
     expected = result["sizes"] + np.array([reuse.sizes.get(str(int(c)), 0) for c in ids], np.int64)
     if not np.array_equal(sizes, expected):  # the units' partials disagree with the files
         raise RuntimeError(f"cluster sizes counted by the labelling tasks {expected.tolist()} differ from "
@@ -228,7 +266,7 @@ def _measure(opts, fs, k, ids, model_config, staging, with_label, reuse, result,
         if opts.drop_invalid else None,
         "nodes": result["nodes"],
         "data": {"uri": opts.data, "features": fs.n_features, "read_units": len(fs.units)},
-        "model": {"path": os.path.abspath(opts.model), "k": k, "loss": model_config.get("train", {}).get("loss"),
+        "model": {"path": absolute(opts.model), "k": k, "loss": model_config.get("train", {}).get("loss"),
                   "trained_on": model_config.get("data", {}).get("uri")},
         "label_seconds": round(result["seconds"], 3),
         "rows_per_second": round(labelled / max(result["seconds"], 1e-9), 1),
@@ -264,34 +302,26 @@ def _measure(opts, fs, k, ids, model_config, staging, with_label, reuse, result,
     return metrics
 
 
-def _label_all(opts, fs, todo: list[int], k, staging, with_label, progress) -> dict:
-    """Label the units ``todo`` (indices into ``fs.units``) into ``staging``; their merged partials."""
+def _label_all(opts, fs, todo: list[int], k, parts, with_label, progress) -> dict:
+    """Label the units ``todo`` (indices into ``fs.units``) into the folder ``parts``; their merged partials."""
     from ..knn import default_metric_sample
 
     todo_rows = sum(fs.units[i].rows for i in todo)
     if not todo:
         return {**_merge({}, k, fs.n_features), "seconds": 0.0, "steady_rows_per_second": 0.0}
-    size, per_actor = pool_resources(len(todo), opts.actors)
     ncut_sample = opts.ncut_sample or default_metric_sample(fs.n_features)
     sample_rate = min(1.0, ncut_sample / max(todo_rows, 1))
-    # The unit indices are made on the driver (no read tasks competing with the actors for
-    # CPUs), and the pool may shrink: after a node is lost the job goes on with the actors
-    # that fit on the nodes left instead of waiting for the lost capacity.
-    units = ray.data.from_items([{"id": i} for i in todo], override_num_blocks=len(todo))
-    ds = units.map_batches(
-        UnitAssignActor,
-        fn_constructor_args=(os.path.abspath(opts.model), fs.units, os.path.join(staging, LABELS_SUBDIR),
-                             with_label, sample_rate, opts.seed, opts.drop_invalid),
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size),
-        **per_actor,
-    )
-    progress(f"[ray_ncut] labelling {todo_rows} rows in {len(todo)} units with {size} actor(s)")
+    args = (absolute(opts.model), fs.units, parts, with_label, sample_rate, opts.seed, opts.drop_invalid)
+    if fs.on_ray:
+        size, per_actor = pool_resources(len(todo), opts.actors)
+        stream, how = _labelled_on_ray(todo, args, size, per_actor), f"with {size} actor(s)"
+    else:
+        stream, how = _labelled_here(todo, args), "in this process"
+    progress(f"[ray_ncut] labelling {todo_rows} rows in {len(todo)} units {how}")
     t0, done, last = time.perf_counter(), 0, 0.0
     first = None  # (seconds, rows) when the first unit came back: the pool is up
     results: dict[int, object] = {}  # unit -> its result: a unit that came back twice counts once
-    for row in ds.iter_rows():
-        r = pickle.loads(row["result"])
+    for r in stream:
         if r.error:
             raise DataError(r.error)  # stops the pool; the staging directory is removed
         if r.unit in results:
@@ -307,6 +337,29 @@ def _label_all(opts, fs, todo: list[int], k, staging, with_label, progress) -> d
     # Rows/s once the pool is up (actor start-up excluded); the whole stage's rate where one unit.
     steady = (done - first[1]) / (seconds - first[0]) if done > first[1] and seconds > first[0] else done / seconds
     return {**_merge(results, k, fs.n_features), "seconds": seconds, "steady_rows_per_second": steady}
+
+
+def _labelled_on_ray(todo: list[int], args: tuple, size: int, per_actor: dict):
+    """UnitResults of the units ``todo``, from a Ray Data pool of ``size`` labelling actors."""
+    # The unit indices are made on the driver (no read tasks competing with the actors for
+    # CPUs), and the pool may shrink: after a node is lost the job goes on with the actors
+    # that fit on the nodes left instead of waiting for the lost capacity.
+    units = ray.data.from_items([{"id": i} for i in todo], override_num_blocks=len(todo))
+    ds = units.map_batches(UnitAssignActor, fn_constructor_args=args, batch_size=1,
+                           compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size),
+                           **per_actor)
+    for row in ds.iter_rows():
+        yield pickle.loads(row["result"])
+
+
+def _labelled_here(todo: list[int], args: tuple):
+    """UnitResults of the units ``todo``, labelled one after the other in this process."""
+    model, units, parts, with_label, sample_rate, seed, drop_invalid = args
+    assigner = ClusterAssigner(model)
+    for i in todo:
+        r = assign_unit(assigner, units[i], i, parts, with_label, sample_rate, seed, drop_invalid=drop_invalid)
+        r.node = "this process"
+        yield r
 
 
 def _merge(results: dict, k: int, d: int) -> dict:

@@ -27,7 +27,7 @@ from ..data.readers import (
 from ..scaling import FeatureScaler, MomentSums, merge_moments, moments_partial
 from ..validation import first_non_finite
 
-__all__ = ["init_ray", "map_units", "scan_statistics", "collect_rows", "FeatureSet",
+__all__ = ["init_ray", "connect", "IN_PROCESS_VALUES", "ENGINES", "map_units", "scan_statistics", "collect_rows", "FeatureSet",
            "open_feature_set", "describe_columns", "check_unique_ids"]
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,41 @@ def init_ray() -> None:
         _init_shielded(address="local")
     else:
         _init_shielded()
+
+
+# A job that would start its own Ray cluster on this machine only to run one CPU worker over at
+# most this many feature values (rows x features: 400 MB of float32) works in its own process
+# instead: Ray's start and its tasks' and actors' start-ups cost more than such work (digits:
+# 9 s of 39; docs/scale.md). Fashion-MNIST (55M values) is under it, 10M x 64 rows is over.
+IN_PROCESS_VALUES = 100_000_000
+ENGINES = ("auto", "ray", "local")
+
+
+def connect(fs: "FeatureSet", engine: str = "auto", one_worker: bool = True) -> None:
+    """Decide where a job over ``fs`` runs, and join or start Ray (:func:`init_ray`) if there.
+
+    ``engine``: ``"ray"``, ``"local"`` (this process, no Ray), or ``"auto"``: Ray wherever a
+    cluster is named or already running, more than one worker is asked for, a GPU is present
+    or the data holds more than :data:`IN_PROCESS_VALUES` values; this process otherwise.
+    Sets ``fs.on_ray``.
+    """
+    fs.on_ray = _wants_ray(engine, fs.n_rows * fs.n_features, one_worker)
+    if fs.on_ray:
+        init_ray()
+
+
+def _wants_ray(engine: str, values: int, one_worker: bool) -> bool:
+    if engine not in ENGINES:
+        raise ValueError(f"--engine should be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine != "auto":
+        return engine == "ray"
+    if ray.is_initialized() or os.environ.get("RAY_ADDRESS"):  # a cluster was named or joined: use it
+        return True
+    if not one_worker or values > IN_PROCESS_VALUES:
+        return True
+    import torch
+
+    return torch.cuda.is_available() or _clusters_on_this_machine() > 0
 
 
 def _init_embedded_beside_others() -> None:
@@ -131,6 +166,7 @@ class FeatureSet:
 
     def __init__(self, uri: str, columns: ColumnSpec, units: list[ReadUnit], n_features: int):
         self.uri, self.columns, self.units, self.n_features = uri, columns, units, n_features
+        self.on_ray = True  # whether its units are mapped by Ray tasks or in this process (:func:`connect`)
 
     @property
     def n_rows(self) -> int:
@@ -166,7 +202,8 @@ def describe_columns(fs: FeatureSet) -> str:
 
 
 def map_units(fs: FeatureSet, fn, indices=None, progress=None, doing: str = "read") -> list:
-    """``[fn(unit, index) for each read unit]``, one Ray task per unit, in unit order.
+    """``[fn(unit, index) for each read unit]``, one Ray task per unit (or, where the job runs
+    in this process, a plain loop), in unit order.
 
     ``fn`` runs in a Ray Data task on whichever node has room; its result is pickled back
     to the driver, so it should be small (sums, hashes, a sample), never the unit's rows.
@@ -174,6 +211,8 @@ def map_units(fs: FeatureSet, fn, indices=None, progress=None, doing: str = "rea
     """
     units = fs.units
     indices = list(range(len(units))) if indices is None else list(indices)
+    if not fs.on_ray:
+        return [fn(units[i], i) for i in indices]
 
     def run(batch):
         results = [fn(units[int(i)], int(i)) for i in batch["item"]]

@@ -44,6 +44,7 @@ from ..publish import (
     clean_stale_siblings,
     is_marked,
     make_staging,
+    output_exists,
     publish,
     remove_ours,
     running_owner,
@@ -56,7 +57,8 @@ from ..recluster import carry_ids, fit_of, read_reference, reference_sample
 from ..recluster import describe as describe_recluster
 from ..scaling import FeatureScaler
 from ..siamese import SiameseConfig, embed, new_siamese
-from .dataset import collect_rows, describe_columns, init_ray, open_feature_set, scan_statistics
+from ..storage import absolute
+from .dataset import collect_rows, connect, describe_columns, open_feature_set, scan_statistics
 from ..loops import IN_PROCESS_DIR, embed_in_process, latest_checkpoint, train_in_process
 from .train import TrainJob, default_workers, in_process, run_embedding_training, run_training
 
@@ -92,6 +94,7 @@ class TrainOptions:
     resume: bool = False
     overwrite: bool = False
     previous: str | None = None  # recluster: the previous model directory (warm start, stable ids)
+    engine: str = "auto"  # "ray", "local" (this process), "auto" (dataset.connect)
 
 
 def _plan_out(opts: TrainOptions) -> tuple[str, str]:
@@ -108,7 +111,7 @@ def _plan_out(opts: TrainOptions) -> tuple[str, str]:
         raise OutputError(f"another training run of {out} is in progress (pid {owner['pid']} on {owner['host']}, "
                           f"working in {staging}); wait for it to end or stop it first")
     if opts.resume and not interrupted:
-        done = " (the model there is complete; pass --overwrite to train a new one)" if os.path.isdir(out) else ""
+        done = " (the model there is complete; pass --overwrite to train a new one)" if output_exists(out, KIND) else ""
         raise OutputError(f"--resume: no interrupted run of {out} to continue: {staging} is missing{done}")
     if interrupted and not opts.resume and not opts.overwrite:
         raise OutputError(f"an interrupted run of {out} is kept at {staging}: pass --resume to continue it, "
@@ -129,7 +132,7 @@ def _open_staging(opts: TrainOptions, staging: str, progress) -> None:
 
 
 def _interrupted(stage: str, out: str, staging: str) -> Interrupted:
-    kept = f"the previous model at {out} is unchanged" if os.path.isdir(out) else f"nothing was published at {out}"
+    kept = f"the previous model at {out} is unchanged" if output_exists(out, KIND) else f"nothing was published at {out}"
     if has_checkpoint(staging):
         how = f"its checkpoints are kept at {staging}: re-run the same command with --resume to continue"
     elif os.path.isdir(staging):
@@ -164,6 +167,8 @@ def _sample_quality(model: ClusterModel, X: np.ndarray, y: np.ndarray | None) ->
 def _gpus_per_worker(opts: TrainOptions) -> float:
     if opts.gpus_per_worker is not None:
         return opts.gpus_per_worker
+    if not ray.is_initialized():  # working in this process: the CPU path
+        return 0.0
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= opts.workers else 0.0
 
 
@@ -343,9 +348,11 @@ def _scan(opts, fs, previous, progress):
 
 
 def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) -> dict:
-    init_ray()
+    connect(fs, opts.engine, one_worker=opts.workers in (None, 1) and not opts.gpus_per_worker)
+    if not fs.on_ray:
+        progress("[ray_ncut] small data on this machine: working in this process (no Ray cluster started)")
     if opts.workers is None:
-        opts = replace(opts, workers=default_workers())
+        opts = replace(opts, workers=default_workers() if fs.on_ray else 1)
     stage["now"] = "scanning the data"
     scaler, X, n_rows, y_sample = _scan(opts, fs, previous, progress)
     X_scaled = scaler.transform(X)
@@ -416,7 +423,7 @@ def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) ->
 def _carry_ids(opts, previous: ClusterModel, model: ClusterModel, X: np.ndarray, staging: str, progress) -> dict:
     """Match the new model's clusters to the previous ids (recorded in its record); recluster.json."""
     match, report = carry_ids(previous, model, X, read_reference(opts.previous), model.record["graph"]["n_neighbors"])
-    report["previous"] = os.path.abspath(opts.previous)
+    report["previous"] = absolute(opts.previous)
     model.record.update(cluster_ids=match.ids.tolist(), next_cluster_id=match.next_id, previous=report["previous"])
     model.cluster_ids = match.ids
     write_json_atomic(os.path.join(staging, RECLUSTER_FILE), report)

@@ -1,0 +1,304 @@
+"""Outputs on object storage (``s3://``, ``gs://``, any URI pyarrow opens): a versioned prefix and
+a committed pointer. No Ray.
+
+An object store has no rename, so the local publish (stage beside the output, rename it in)
+does not carry over. An output URI ``P`` is laid out instead as::
+
+    P/_RAY_NCUT.json     the pointer: kind, the committed version, every file of it (relative to P)
+    P/v-<time>-<id>/     the committed output: model.pt, config.json, ... or labels/part-*.parquet, ...
+    P/v-<time>-<id>/     a run in progress (its own _RAY_NCUT.json names its owner), or a dead run's remains
+
+A run writes everything under a new version prefix, then **commits** it with one PUT of the
+pointer (a single-object PUT is atomic and, on S3, read-after-write consistent), then deletes
+the version the pointer named before. **Readers trust only the pointer**: read it, then read
+``P/<committed>/`` (:func:`committed`, :func:`readable`). A run killed before its commit leaves
+a version the pointer never names: invisible to readers, and removed by the next run of the
+same output once its owner is known to be dead. The previous output stays readable until the
+new pointer is written.
+
+Ownership is the local rule (:mod:`ray_ncut.publish`): ``--overwrite`` replaces ``P`` only if
+every object under it is the pointer, a file it lists, or inside a version prefix carrying
+ray_ncut's marker of the same kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+
+__all__ = ["is_uri", "absolute", "describe_out", "RemoteOutput", "committed", "readable", "read_json", "copy", "local_staging_parent"]
+
+
+def is_uri(path) -> bool:
+    """Whether ``path`` (a string or ``os.PathLike``) is a URI (object storage, or any filesystem
+    pyarrow opens) rather than a local path."""
+    return "://" in (os.fspath(path) if path else "")
+
+
+def absolute(path: str) -> str:
+    """``path`` as recorded in outputs: a URI as it is, a local path made absolute."""
+    return path if is_uri(path) else os.path.abspath(path)
+
+
+def describe_out(out: str) -> str:
+    """How a summary names an output: a remote one with where its readers start."""
+    return f"{out} (committed; readers follow {out}/_RAY_NCUT.json)" if is_uri(out) else out
+
+
+def _fs(uri: str):
+    from .data.readers import filesystem
+
+    fs, root = filesystem(uri.rstrip("/"))
+    return fs, root.rstrip("/")
+
+
+def _get(fs, path: str) -> bytes | None:
+    import pyarrow.fs as pafs
+
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def _put(fs, path: str, data: bytes) -> None:
+    with fs.open_output_stream(path) as f:  # one PUT: a reader sees the old object or the new one
+        f.write(data)
+
+
+def _files(fs, root: str) -> list[str]:
+    """Every object below ``root``, relative to it, sorted."""
+    import pyarrow.fs as pafs
+
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=True, allow_not_found=True))
+    return sorted(i.path[len(root) + 1 :] for i in infos if i.type == pafs.FileType.File)
+
+
+def read_json(uri: str) -> dict | None:
+    """The JSON object at ``uri``, or ``None`` where there is none (or it does not parse)."""
+    fs, path = _fs(uri)
+    data = _get(fs, path)
+    try:
+        return json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+
+
+def copy(src: str, dst: str) -> None:
+    """Copy one object (server-side where the store supports it)."""
+    fs, s = _fs(src)
+    fs.copy_file(s, _fs(dst)[1])
+
+
+def _pointer(fs, root: str, kind: str | None = None) -> dict | None:
+    from .publish import MARKER_FILE, WRITER
+
+    data = _get(fs, f"{root}/{MARKER_FILE}")
+    try:
+        pointer = json.loads(data) if data is not None else None
+    except ValueError:
+        return None
+    if not isinstance(pointer, dict) or pointer.get("written_by") != WRITER or not pointer.get("committed"):
+        return None
+    return pointer if kind is None or pointer.get("kind") == kind else None
+
+
+def committed(uri: str) -> str | None:
+    """The URI of the committed version of the output ``uri``, or ``None`` where nothing is committed."""
+    fs, root = _fs(uri)
+    pointer = _pointer(fs, root)
+    return f"{uri.rstrip('/')}/{pointer['committed']}" if pointer else None
+
+
+def readable(path: str) -> str:
+    """A local folder holding the output ``path``: ``path`` itself when local, else a copy of its
+    committed version, downloaded once per version into the temporary directory and reused."""
+    if not is_uri(path):
+        return path
+    fs, root = _fs(path)
+    pointer = _pointer(fs, root)
+    if pointer is None:
+        raise ValueError(f"{path} holds no committed ray_ncut output (no readable _RAY_NCUT.json pointer)")
+    version = pointer["committed"]
+    cache = os.path.join(_local_root("outputs", path), version)
+    if not os.path.isdir(cache):
+        tmp = f"{cache}.{uuid.uuid4().hex[:8]}.tmp"
+        for rel in pointer["files"]:
+            if not rel.startswith(version + "/"):
+                continue
+            local = os.path.join(tmp, rel[len(version) + 1 :])
+            os.makedirs(os.path.dirname(local), exist_ok=True)
+            _download(fs, f"{root}/{rel}", local)
+        try:
+            os.rename(tmp, cache)
+        except OSError:  # a concurrent reader put the same version there first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return cache
+
+
+def _download(fs, remote: str, local: str) -> None:
+    with fs.open_input_stream(remote) as src, open(local, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 22)
+
+
+def _local_root(what: str, uri: str) -> str:
+    """A per-user local folder for ``uri`` (downloads, staging), the same for every run on this machine."""
+    folder = os.path.join(tempfile.gettempdir(), f"ray_ncut-{os.getuid()}", what,
+                          hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16])
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def local_staging_parent(uri: str) -> str:
+    """Where the local staging folders of the remote output ``uri`` live (``--resume`` finds them there)."""
+    return _local_root("staging", uri)
+
+
+class RemoteOutput:
+    """One output prefix on object storage: check it, write a version, commit it.
+
+    ``begin()`` creates a version prefix (its marker names this process), the job writes there
+    (:attr:`version_uri`) and into a local folder, ``commit(local)`` uploads the local files
+    and moves the pointer; ``abort()`` deletes the version.
+    """
+
+    def __init__(self, uri: str, kind: str):
+        self.uri, self.kind = uri.rstrip("/"), kind
+        self.fs, self.root = _fs(self.uri)
+        self.version: str | None = None
+
+    @property
+    def version_uri(self) -> str:
+        return f"{self.uri}/{self.version}"
+
+    def exists(self) -> bool:
+        return _pointer(self.fs, self.root, self.kind) is not None
+
+    # ------------------------------------------------------------------ ownership
+
+    def _foreign(self) -> list[str] | None:
+        """Objects under the prefix ray_ncut did not write, or ``None`` when a pointer of another
+        kind (or none, with other objects) says none of it is ours."""
+        from .publish import MARKER_FILE
+
+        pointer = _pointer(self.fs, self.root)
+        if pointer is not None and pointer.get("kind") != self.kind:
+            return None
+        ours = set((pointer or {}).get("files", [])) | {MARKER_FILE}
+        files = _files(self.fs, self.root)
+        versions = {rel.split("/", 1)[0] for rel in files if "/" in rel}
+        ours |= {v for v in versions if self._version_marker(v) is not None}  # a run's version, whole
+        return [rel for rel in files if rel not in ours and rel.split("/", 1)[0] not in ours]
+
+    def _version_marker(self, version: str) -> dict | None:
+        from .publish import MARKER_FILE, WRITER
+
+        data = _get(self.fs, f"{self.root}/{version}/{MARKER_FILE}")
+        try:
+            marker = json.loads(data) if data is not None else None
+        except ValueError:
+            return None
+        ok = isinstance(marker, dict) and marker.get("written_by") == WRITER and marker.get("kind") == self.kind
+        return marker if ok else None
+
+    def check(self, overwrite: bool, inputs: tuple = ()) -> str:
+        """The remote form of :func:`ray_ncut.publish.check_out`; returns the URI. Changes nothing."""
+        from .publish import OutputError, _is_same_or_parent, _preview
+
+        if "/" not in self.root:
+            raise OutputError(f"--out {self.uri} is a whole bucket; choose a folder inside it")
+        for uri in inputs:
+            if is_uri(uri) and (_is_same_or_parent(self.uri, uri.rstrip("/")) or _is_same_or_parent(uri.rstrip("/"), self.uri)):
+                raise OutputError(f"--out {self.uri} overlaps the input {uri}; choose a prefix outside it")
+        foreign = self._foreign()
+        if foreign is None:
+            raise OutputError(f"--out {self.uri} is not replaceable: it holds a ray_ncut output of another kind; "
+                              "choose a new prefix (nothing was changed)")
+        if foreign:
+            raise OutputError(f"--out {self.uri} is not replaceable: it holds {len(foreign)} "
+                              f"object{'' if len(foreign) == 1 else 's'} not written by ray_ncut ({_preview(foreign)}); "
+                              "choose a new prefix (nothing was changed)")
+        if self.exists() and not overwrite:
+            raise OutputError(f"--out {self.uri} already exists; pass --overwrite to replace it "
+                              "once the new output is complete")
+        return self.uri
+
+    # ------------------------------------------------------------------ writing
+
+    def begin(self) -> str:
+        """Start a new version (removing dead runs' versions first); returns its URI."""
+        from .publish import _owner
+
+        self.clean_stale()
+        self.version = f"v-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        self._write_version_marker(complete=False, files=[], owner=_owner())
+        return self.version_uri
+
+    def _write_version_marker(self, complete: bool, files: list[str], owner: dict | None) -> None:
+        from . import __version__
+        from .publish import MARKER_FILE, WRITER
+
+        marker = {"written_by": WRITER, "kind": self.kind, "version": __version__, "complete": complete,
+                  "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files, "owner": owner}
+        _put(self.fs, f"{self.root}/{self.version}/{MARKER_FILE}", json.dumps(marker, indent=2).encode())
+
+    def commit(self, local: str) -> None:
+        """Upload the files of the local folder ``local`` into the version, then move the pointer to
+        it (the commit) and delete the version it named before."""
+        from . import __version__
+        from .publish import MARKER_FILE, OutputError, WRITER, _files_under, _preview
+
+        for rel in _files_under(local):
+            if os.path.basename(rel) != MARKER_FILE:
+                with open(os.path.join(local, rel), "rb") as f, self.fs.open_output_stream(f"{self.root}/{self.version}/{rel}") as dst:
+                    shutil.copyfileobj(f, dst, 1 << 22)
+        files = [rel for rel in _files(self.fs, f"{self.root}/{self.version}") if rel != MARKER_FILE]
+        foreign = self._foreign()
+        if foreign:  # something was put there while the job ran: it is never deleted
+            raise OutputError(f"--out {self.uri} changed while the job ran: it holds {len(foreign)} object(s) "
+                              f"not written by ray_ncut ({_preview(foreign)}); nothing was committed")
+        before = _pointer(self.fs, self.root, self.kind)
+        pointer = {"written_by": WRITER, "kind": self.kind, "version": __version__, "complete": True,
+                   "committed": self.version, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                   "files": [f"{self.version}/{rel}" for rel in [*files, MARKER_FILE]]}
+        _put(self.fs, f"{self.root}/{MARKER_FILE}", json.dumps(pointer, indent=2).encode())  # the commit
+        self._write_version_marker(complete=True, files=files, owner=None)
+        if before and before["committed"] != self.version:
+            self.fs.delete_dir(f"{self.root}/{before['committed']}")
+
+    def publish(self, local: str) -> None:
+        """Begin, upload and commit a complete local folder in one go (a model directory)."""
+        self.begin()
+        try:
+            self.commit(local)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Delete this run's version (never the committed one)."""
+        if self.version is None:
+            return
+        pointer = _pointer(self.fs, self.root, self.kind)
+        if pointer is None or pointer["committed"] != self.version:
+            self.fs.delete_dir(f"{self.root}/{self.version}")
+
+    def clean_stale(self) -> list[str]:
+        """Delete the versions of dead runs (never the committed one, never one whose owner may run)."""
+        from .publish import owner_running
+
+        pointer = _pointer(self.fs, self.root, self.kind)
+        current = pointer["committed"] if pointer else None
+        removed = []
+        for version in sorted({rel.split("/", 1)[0] for rel in _files(self.fs, self.root) if "/" in rel}):
+            marker = self._version_marker(version)
+            if version == current or marker is None or marker.get("complete") or owner_running(marker):
+                continue
+            self.fs.delete_dir(f"{self.root}/{version}")
+            removed.append(version)
+        return removed
