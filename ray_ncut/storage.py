@@ -95,17 +95,23 @@ def copy(src: str, dst: str) -> None:
     fs.copy_file(s, _fs(dst)[1])
 
 
-def _pointer(fs, root: str, kind: str | None = None) -> dict | None:
+def _marker(fs, folder: str, kind: str | None = None) -> dict | None:
+    """The ray_ncut marker (or pointer) in ``folder``, of ``kind`` if given, else ``None``."""
     from .publish import MARKER_FILE, WRITER
 
-    data = _get(fs, f"{root}/{MARKER_FILE}")
+    data = _get(fs, f"{folder}/{MARKER_FILE}")
     try:
-        pointer = json.loads(data) if data is not None else None
+        marker = json.loads(data) if data is not None else None
     except ValueError:
         return None
-    if not isinstance(pointer, dict) or pointer.get("written_by") != WRITER or not pointer.get("committed"):
+    if not isinstance(marker, dict) or marker.get("written_by") != WRITER:
         return None
-    return pointer if kind is None or pointer.get("kind") == kind else None
+    return marker if kind is None or marker.get("kind") == kind else None
+
+
+def _pointer(fs, root: str, kind: str | None = None) -> dict | None:
+    pointer = _marker(fs, root, kind)
+    return pointer if pointer and pointer.get("committed") else None
 
 
 def committed(uri: str) -> str | None:
@@ -117,7 +123,8 @@ def committed(uri: str) -> str | None:
 
 def readable(path: str) -> str:
     """A local folder holding the output ``path``: ``path`` itself when local, else a copy of its
-    committed version, downloaded once per version into the temporary directory and reused."""
+    committed version, downloaded once per version into the temporary directory and reused.
+    Meant for model directories (small); read labels in place, under :func:`committed`."""
     if not is_uri(path):
         return path
     fs, root = _fs(path)
@@ -196,15 +203,7 @@ class RemoteOutput:
         return [rel for rel in files if rel not in ours and rel.split("/", 1)[0] not in ours]
 
     def _version_marker(self, version: str) -> dict | None:
-        from .publish import MARKER_FILE, WRITER
-
-        data = _get(self.fs, f"{self.root}/{version}/{MARKER_FILE}")
-        try:
-            marker = json.loads(data) if data is not None else None
-        except ValueError:
-            return None
-        ok = isinstance(marker, dict) and marker.get("written_by") == WRITER and marker.get("kind") == self.kind
-        return marker if ok else None
+        return _marker(self.fs, f"{self.root}/{version}", self.kind)
 
     def check(self, overwrite: bool, inputs: tuple = ()) -> str:
         """The remote form of :func:`ray_ncut.publish.check_out`; returns the URI. Changes nothing."""

@@ -54,7 +54,7 @@ def test_one_session_gives_the_model_labels_and_metrics_of_the_two_jobs(ray_clus
     # small data worked in the job's own process, without Ray: the same model, labels and metrics
     here = job("cluster.py", ["--data", table, "--k", "4", "--out", tmp_path / "h", "--engine", "local", *SMALL])
     assert here.returncode == 0, here.stderr[-3000:]
-    assert "working in this process (no Ray cluster started)" in here.stdout
+    assert here.stdout.count("working in this process (no Ray cluster started)") == 2  # training, labelling
     assert "labelling 2400 rows in 6 units in this process" in here.stdout
     assert (tmp_path / "h" / "model" / "model.pt").read_bytes() == (model / "model.pt").read_bytes()
     local = pd.read_parquet(tmp_path / "h" / "labels" / "labels").sort_values("id")
@@ -86,4 +86,9 @@ def test_auto_engine_uses_ray_only_where_it_pays(monkeypatch, named, running, on
     else:
         monkeypatch.delenv("RAY_ADDRESS", raising=False)
     assert dataset._wants_ray("auto", values, one_worker) is expected
-    assert dataset._wants_ray("local", values, one_worker) is False and dataset._wants_ray("ray", values, one_worker)
+    assert dataset._wants_ray("ray", values, one_worker)
+    if one_worker:
+        assert dataset._wants_ray("local", values, one_worker) is False
+    else:  # several workers cannot run in this process: one line, before anything is written
+        with pytest.raises(ValueError, match="--engine local works in this process with one CPU worker"):
+            dataset._wants_ray("local", values, one_worker)

@@ -156,7 +156,7 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     reuse = plan_reuse(_read_manifest(out), fs.units, fingerprint) if opts.incremental else Reuse()
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
     progress(describe_columns(fs))
-    connect(fs, opts.engine, one_worker=opts.actors in (None, 1))
+    connect(fs, opts.engine, one_worker=opts.actors in (None, 1), progress=progress)
     check_unique_ids(fs)  # before any labelling work: a cheap pass over the id column only
     t_ready = time.perf_counter()
 

@@ -88,7 +88,7 @@ IN_PROCESS_VALUES = 100_000_000
 ENGINES = ("auto", "ray", "local")
 
 
-def connect(fs: "FeatureSet", engine: str = "auto", one_worker: bool = True) -> None:
+def connect(fs: "FeatureSet", engine: str = "auto", one_worker: bool = True, progress=None) -> None:
     """Decide where a job over ``fs`` runs, and join or start Ray (:func:`init_ray`) if there.
 
     ``engine``: ``"ray"``, ``"local"`` (this process, no Ray), or ``"auto"``: Ray wherever a
@@ -99,11 +99,16 @@ def connect(fs: "FeatureSet", engine: str = "auto", one_worker: bool = True) -> 
     fs.on_ray = _wants_ray(engine, fs.n_rows * fs.n_features, one_worker)
     if fs.on_ray:
         init_ray()
+    elif progress:
+        progress("[ray_ncut] small data on this machine: working in this process (no Ray cluster started)")
 
 
 def _wants_ray(engine: str, values: int, one_worker: bool) -> bool:
     if engine not in ENGINES:
         raise ValueError(f"--engine should be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "local" and not one_worker:
+        raise ValueError("--engine local works in this process with one CPU worker: drop --workers, "
+                         "--gpus-per-worker and --actors, or use --engine ray")
     if engine != "auto":
         return engine == "ray"
     if ray.is_initialized() or os.environ.get("RAY_ADDRESS"):  # a cluster was named or joined: use it

@@ -348,9 +348,7 @@ def _scan(opts, fs, previous, progress):
 
 
 def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) -> dict:
-    connect(fs, opts.engine, one_worker=opts.workers in (None, 1) and not opts.gpus_per_worker)
-    if not fs.on_ray:
-        progress("[ray_ncut] small data on this machine: working in this process (no Ray cluster started)")
+    connect(fs, opts.engine, one_worker=opts.workers in (None, 1) and not opts.gpus_per_worker, progress=progress)
     if opts.workers is None:
         opts = replace(opts, workers=default_workers() if fs.on_ray else 1)
     stage["now"] = "scanning the data"
