@@ -45,7 +45,10 @@ def s3():
     fs.create_dir("bucket")
     yield fs, "s3://bucket"
     os.killpg(server.pid, signal.SIGTERM)
-    server.wait(30)
+    try:
+        server.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
 
 
 def objects(fs, prefix):
