@@ -48,6 +48,7 @@ __all__ = [
     "MARKER_FILE", "OutputError", "Interrupted", "sibling", "check_out", "make_staging", "seal", "is_ours",
     "publish", "remove_ours", "clean_stale_siblings", "write_json_atomic", "is_complete", "is_marked", "local_input_path",
     "running_owner", "owner_running", "claim_staging", "write_atomic", "record_added_file", "output_exists",
+    "marker_document",
 ]
 
 MARKER_FILE = "_RAY_NCUT.json"
@@ -282,14 +283,18 @@ def claim_staging(path: str, kind: str) -> None:
     _write_marker(path, kind, files=(_read_marker(path) or {}).get("files", []), complete=False)
 
 
-def _write_marker(path: str, kind: str, files: list[str], complete: bool) -> None:
+def marker_document(kind: str, files: list[str], complete: bool, owner: dict | None) -> dict:
+    """The content of a marker: who wrote the output, its kind, whether it is complete, its files
+    and (while a run may still add to it) the owning process. Local folders and object-store
+    versions carry the same document."""
     from . import __version__
 
-    write_json_atomic(os.path.join(path, MARKER_FILE), {
-        "written_by": WRITER, "kind": kind, "version": __version__, "complete": complete,
-        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files,
-        "owner": _owner(),
-    })
+    return {"written_by": WRITER, "kind": kind, "version": __version__, "complete": complete,
+            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files, "owner": owner}
+
+
+def _write_marker(path: str, kind: str, files: list[str], complete: bool) -> None:
+    write_json_atomic(os.path.join(path, MARKER_FILE), marker_document(kind, files, complete, _owner()))
 
 
 def seal(staging: str, kind: str) -> None:

@@ -79,14 +79,23 @@ def _files(fs, root: str) -> list[str]:
     return sorted(i.path[len(root) + 1 :] for i in infos if i.type == pafs.FileType.File)
 
 
-def read_json(uri: str) -> dict | None:
-    """The JSON object at ``uri``, or ``None`` where there is none (or it does not parse)."""
-    fs, path = _fs(uri)
+def _json(fs, path: str):
+    """The JSON document at ``path``, or ``None`` where there is none (or it does not parse)."""
     data = _get(fs, path)
     try:
         return json.loads(data) if data is not None else None
     except ValueError:
         return None
+
+
+def _versions(files: list[str]) -> set[str]:
+    """The version prefixes (first path component) among an output's objects."""
+    return {rel.split("/", 1)[0] for rel in files if "/" in rel}
+
+
+def read_json(uri: str):
+    """The JSON document at ``uri``, or ``None`` where there is none (or it does not parse)."""
+    return _json(*_fs(uri))
 
 
 def copy(src: str, dst: str) -> None:
@@ -99,11 +108,7 @@ def _marker(fs, folder: str, kind: str | None = None) -> dict | None:
     """The ray_ncut marker (or pointer) in ``folder``, of ``kind`` if given, else ``None``."""
     from .publish import MARKER_FILE, WRITER
 
-    data = _get(fs, f"{folder}/{MARKER_FILE}")
-    try:
-        marker = json.loads(data) if data is not None else None
-    except ValueError:
-        return None
+    marker = _json(fs, f"{folder}/{MARKER_FILE}")
     if not isinstance(marker, dict) or marker.get("written_by") != WRITER:
         return None
     return marker if kind is None or marker.get("kind") == kind else None
@@ -125,6 +130,8 @@ def readable(path: str) -> str:
     """A local folder holding the output ``path``: ``path`` itself when local, else a copy of its
     committed version, downloaded once per version into the temporary directory and reused.
     Meant for model directories (small); read labels in place, under :func:`committed`."""
+    import pyarrow.fs as pafs
+
     if not is_uri(path):
         return path
     fs, root = _fs(path)
@@ -140,17 +147,12 @@ def readable(path: str) -> str:
                 continue
             local = os.path.join(tmp, rel[len(version) + 1 :])
             os.makedirs(os.path.dirname(local), exist_ok=True)
-            _download(fs, f"{root}/{rel}", local)
+            pafs.copy_files(f"{root}/{rel}", local, source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
         try:
             os.rename(tmp, cache)
         except OSError:  # a concurrent reader put the same version there first
             shutil.rmtree(tmp, ignore_errors=True)
     return cache
-
-
-def _download(fs, remote: str, local: str) -> None:
-    with fs.open_input_stream(remote) as src, open(local, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 22)
 
 
 def _local_root(what: str, uri: str) -> str:
@@ -189,8 +191,9 @@ class RemoteOutput:
     # ------------------------------------------------------------------ ownership
 
     def _foreign(self) -> list[str] | None:
-        """Objects under the prefix ray_ncut did not write, or ``None`` when a pointer of another
-        kind (or none, with other objects) says none of it is ours."""
+        """Objects under the prefix ray_ncut did not write (the pointer, the files it lists and every
+        version carrying this kind's marker are ours), or ``None`` when a pointer of another kind
+        says none of it is ours."""
         from .publish import MARKER_FILE
 
         pointer = _pointer(self.fs, self.root)
@@ -198,8 +201,7 @@ class RemoteOutput:
             return None
         ours = set((pointer or {}).get("files", [])) | {MARKER_FILE}
         files = _files(self.fs, self.root)
-        versions = {rel.split("/", 1)[0] for rel in files if "/" in rel}
-        ours |= {v for v in versions if self._version_marker(v) is not None}  # a run's version, whole
+        ours |= {v for v in _versions(files) if self._version_marker(v) is not None}  # a run's version, whole
         return [rel for rel in files if rel not in ours and rel.split("/", 1)[0] not in ours]
 
     def _version_marker(self, version: str) -> dict | None:
@@ -239,32 +241,30 @@ class RemoteOutput:
         return self.version_uri
 
     def _write_version_marker(self, complete: bool, files: list[str], owner: dict | None) -> None:
-        from . import __version__
-        from .publish import MARKER_FILE, WRITER
+        from .publish import MARKER_FILE, marker_document
 
-        marker = {"written_by": WRITER, "kind": self.kind, "version": __version__, "complete": complete,
-                  "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files, "owner": owner}
+        marker = marker_document(self.kind, files, complete, owner)
         _put(self.fs, f"{self.root}/{self.version}/{MARKER_FILE}", json.dumps(marker, indent=2).encode())
 
     def commit(self, local: str) -> None:
         """Upload the files of the local folder ``local`` into the version, then move the pointer to
         it (the commit) and delete the version it named before."""
-        from . import __version__
-        from .publish import MARKER_FILE, OutputError, WRITER, _files_under, _preview
+        import pyarrow.fs as pafs
+
+        from .publish import MARKER_FILE, OutputError, _files_under, _preview, marker_document
 
         for rel in _files_under(local):
             if os.path.basename(rel) != MARKER_FILE:
-                with open(os.path.join(local, rel), "rb") as f, self.fs.open_output_stream(f"{self.root}/{self.version}/{rel}") as dst:
-                    shutil.copyfileobj(f, dst, 1 << 22)
+                pafs.copy_files(os.path.join(local, rel), f"{self.root}/{self.version}/{rel}",
+                                source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs)
         files = [rel for rel in _files(self.fs, f"{self.root}/{self.version}") if rel != MARKER_FILE]
         foreign = self._foreign()
         if foreign:  # something was put there while the job ran: it is never deleted
             raise OutputError(f"--out {self.uri} changed while the job ran: it holds {len(foreign)} object(s) "
                               f"not written by ray_ncut ({_preview(foreign)}); nothing was committed")
         before = _pointer(self.fs, self.root, self.kind)
-        pointer = {"written_by": WRITER, "kind": self.kind, "version": __version__, "complete": True,
-                   "committed": self.version, "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                   "files": [f"{self.version}/{rel}" for rel in [*files, MARKER_FILE]]}
+        pointer = {**marker_document(self.kind, [f"{self.version}/{rel}" for rel in [*files, MARKER_FILE]], True, None),
+                   "committed": self.version}
         _put(self.fs, f"{self.root}/{MARKER_FILE}", json.dumps(pointer, indent=2).encode())  # the commit
         self._write_version_marker(complete=True, files=files, owner=None)
         if before and before["committed"] != self.version:
@@ -294,7 +294,7 @@ class RemoteOutput:
         pointer = _pointer(self.fs, self.root, self.kind)
         current = pointer["committed"] if pointer else None
         removed = []
-        for version in sorted({rel.split("/", 1)[0] for rel in _files(self.fs, self.root) if "/" in rel}):
+        for version in sorted(_versions(_files(self.fs, self.root))):
             marker = self._version_marker(version)
             if version == current or marker is None or marker.get("complete") or owner_running(marker):
                 continue

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -163,7 +164,9 @@ def read_labels(uri):
 def test_s3_round_trip_and_a_killed_run_leaves_the_previous_output(ray_cluster, s3, digits_in_s3, tmp_path):
     fs, bucket = s3
     data, X, y = digits_in_s3
-    out = f"{bucket}/out/digits"
+    # a prefix of this run's own: a training run stages locally in a folder named after its URI
+    # (where --resume finds it), so a test run killed earlier must not look like this one's
+    out = f"{bucket}/out/digits-{uuid.uuid4().hex[:8]}"
     done = job("cluster.py", ["--data", data, "--k", "10", "--out", out, "--label-column", "label",
                               "--steps", "200"])
     assert done.returncode == 0, done.stderr[-2000:]
@@ -182,7 +185,7 @@ def test_s3_round_trip_and_a_killed_run_leaves_the_previous_output(ray_cluster, 
     before = committed(f"{out}/labels")
     args = ["--model", f"{out}/model", "--data", data, "--out", f"{out}/labels", "--overwrite"]
     proc = start_job("assign.py", args)
-    wait_for(lambda: len({r.split("/")[0] for r in objects(fs, "bucket/out/digits/labels") if "/" in r}) == 2, proc)
+    wait_for(lambda: len({r.split("/")[0] for r in objects(fs, f"{out[5:]}/labels") if "/" in r}) == 2, proc)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(60)
     assert committed(f"{out}/labels") == before
@@ -200,7 +203,7 @@ def test_s3_round_trip_and_a_killed_run_leaves_the_previous_output(ray_cluster, 
     assert again.returncode == 0, again.stderr[-2000:]
     after = committed(f"{out}/labels")
     assert after != before and np.array_equal(read_labels(f"{out}/labels")[1], cluster)
-    assert {r.split("/")[0] for r in objects(fs, "bucket/out/digits/labels") if "/" in r} == {after.rsplit("/", 1)[1]}
+    assert {r.split("/")[0] for r in objects(fs, f"{out[5:]}/labels") if "/" in r} == {after.rsplit("/", 1)[1]}
 
     # --incremental on the store: the files this model labelled already are reused (copied inside
     # the store), only the new one is read and labelled, and all of it is one new version

@@ -230,9 +230,10 @@ def _read_manifest(out: str) -> dict | None:
 def _take_reused_parts(out: str, parts: str, reuse: Reuse, progress) -> None:
     """Hard-link (copy across filesystems, or on the object store) the previous output's parts that
     still hold into the new output's label folder ``parts``."""
+    previous = committed(out) if is_uri(out) and reuse.parts else None  # the version the parts are in
     for index, name in reuse.parts.items():
-        if is_uri(out):
-            copy(f"{committed(out)}/{LABELS_SUBDIR}/{name}", f"{parts}/{unit_file_name(index)}")
+        if previous:
+            copy(f"{previous}/{LABELS_SUBDIR}/{name}", f"{parts}/{unit_file_name(index)}")
             continue
         old, new = os.path.join(out, LABELS_SUBDIR, name), os.path.join(parts, unit_file_name(index))
         try:

@@ -164,10 +164,10 @@ def _sample_quality(model: ClusterModel, X: np.ndarray, y: np.ndarray | None) ->
     return {"rows": len(y), "acc": accuracy(y, pred), "nmi": nmi(y, pred), "ari": ari(y, pred)}
 
 
-def _gpus_per_worker(opts: TrainOptions) -> float:
+def _gpus_per_worker(opts: TrainOptions, on_ray: bool) -> float:
     if opts.gpus_per_worker is not None:
         return opts.gpus_per_worker
-    if not ray.is_initialized():  # working in this process: the CPU path
+    if not on_ray:  # working in this process: the CPU path
         return 0.0
     return 1.0 if ray.cluster_resources().get("GPU", 0) >= opts.workers else 0.0
 
@@ -186,12 +186,11 @@ def _train_embedding(job: TrainJob, X_scaled: np.ndarray, siamese: SiameseConfig
                      progress) -> torch.Tensor:
     """The Siamese code (m, e) of the scaled sample, the network trained by Ray Train."""
     why = f" ({choice['reason']})" if choice else ""
-    local = in_process(job.workers, job.gpus_per_worker)
-    how = "in this process" if local else f"with Ray Train, {job.workers} worker(s)"
+    how = "in this process" if job.in_process else f"with Ray Train, {job.workers} worker(s)"
     progress(f"[ray_ncut] learned affinity{why}: training the Siamese embedding {how}, {siamese.steps} steps")
     t0 = time.perf_counter()
     neighbours = neighbour_table(X_scaled, siamese.n_neighbors)  # (m, s)
-    if local:
+    if job.in_process:
         state = embed_in_process(job, X_scaled, neighbours, siamese, progress)
     else:
         state = run_embedding_training(job, X_scaled, neighbours, siamese)
@@ -361,22 +360,22 @@ def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) ->
     stage["now"] = "preparing the training"
     _open_staging(opts, staging, progress)
     clean_stale_siblings(out, KIND, patterns=("old-*",))
-    gpus = _gpus_per_worker(opts)
+    gpus = _gpus_per_worker(opts, fs.on_ray)
     config = opts.config
     job = TrainJob(HeadConfig(fs.n_features, 2, config.hidden), config.graph(), config.train(), opts.seed,
                    opts.workers, gpus, opts.checkpoint_every, os.path.join(staging, RAY_DIR),
-                   max_failures=opts.max_failures, record={"config": config.to_dict(), "data": opts.data})
+                   max_failures=opts.max_failures, record={"config": config.to_dict(), "data": opts.data},
+                   in_process=not fs.on_ray or in_process(opts.workers, gpus))
     prepared = _prepare(opts, job, X_scaled, scaler, previous, staging, stage, progress)
     scaler = FeatureScaler.from_dict(prepared.scaler)
     graph, train = GraphConfig.from_dict(prepared.graph), TrainConfig.from_dict(prepared.train)
     job = replace(job, head=HeadConfig(**prepared.head), graph=graph, train=train)
-    local = in_process(opts.workers, gpus)
-    how = "in this process (one CPU worker on one machine)" if local else \
+    how = "in this process (one CPU worker on one machine)" if job.in_process else \
         f"with Ray Train, {opts.workers} {'GPU' if gpus else 'CPU'} worker(s)"
     progress(f"[ray_ncut] training {train.loss} {how}, {train.steps} steps of batch {train.batch_size}")
     stage["now"] = "training"
     t_train = time.perf_counter()
-    if local:
+    if job.in_process:
         state = train_in_process(job, X_scaled, prepared.init_state, Z=prepared.Z, constraints=constraints,
                                  progress=progress)
     else:

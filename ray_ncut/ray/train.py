@@ -61,8 +61,6 @@ def in_process(workers: int, gpus_per_worker: float) -> bool:
     one-machine cluster, where Ray Train's controller and worker only add their start-up (about
     13 s, twice with a learned affinity) and DDP has nothing to average. Ray Train runs everything
     else: several workers, GPUs (which the driver's node may lack), several nodes."""
-    if not ray.is_initialized():  # the job works in its own process (dataset.connect)
-        return True
     alive = sum(1 for node in ray.nodes() if node.get("Alive"))
     return workers == 1 and gpus_per_worker == 0 and alive == 1
 
