@@ -9,6 +9,11 @@ worker process on 2 cores).
 """
 
 import importlib
+import os
+
+# Sleeping, not spinning, OpenMP waits: read once when torch loads OpenMP, so set before anything
+# imports torch (a value of the user's is kept). Why: ray_ncut/threads.py.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 __all__ = ["NeuralCut", "affinity", "losses", "metrics", "__version__"]

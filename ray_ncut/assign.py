@@ -48,6 +48,9 @@ class ClusterAssigner:
     """
 
     def __init__(self, model_dir: str, device: str = "auto"):
+        from .threads import configure_threads
+
+        configure_threads()  # in a Ray actor: the CPUs Ray assigned it (OMP_NUM_THREADS)
         self.model = ClusterModel.load(model_dir, device)
         self.cluster_ids = self.model.cluster_ids.astype(np.int32)  # (k,)
 

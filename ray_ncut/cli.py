@@ -8,12 +8,30 @@ and how to go on). No traceback unless ``--debug``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
 
-__all__ = ["absolute_paths", "run_job", "in_submitted_job"]
+__all__ = ["absolute_paths", "run_job", "in_submitted_job", "stop_on_sigterm"]
 
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
+
+_terminated = False  # whether the interruption the job is handling came from SIGTERM
+
+
+def _on_sigterm(signum, frame):
+    global _terminated
+    _terminated = True
+    raise KeyboardInterrupt  # the job's Ctrl-C path: it says what it kept and cleans up what it wrote
+
+
+def stop_on_sigterm() -> None:
+    """Handle SIGTERM (``ray job stop``, Kubernetes, ``kill``) like Ctrl-C. Called as a job starts
+    and again once Ray is initialised: Ray's core worker installs a handler of its own that dumps
+    a C++ stack and exits without a word from the job."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
 
 ENGINE_HELP = ("where the work runs: ray (join or start a cluster), local (this process, no Ray), or auto "
                "(default): Ray unless the job would start its own cluster on this machine for one CPU "
@@ -50,21 +68,30 @@ def absolute_paths(args, inputs: tuple = (), outputs: tuple = ()) -> None:
 def run_job(work, debug: bool = False) -> int:
     """Run ``work()`` (which prints its own summary) and turn its ending into an exit code."""
     from .publish import Interrupted
+    from .threads import configure_threads
 
+    stop_on_sigterm()
     try:
+        configure_threads()
         work()
         return 0
     except ValueError as e:  # bad input, found before anything was written
         return _fail(EXIT_BAD_INPUT, f"error: {e}", debug)
     except Interrupted as e:  # its message starts "interrupted while ..." and says what was kept
-        return _fail(EXIT_INTERRUPTED, str(e), debug)
+        return _interrupted(str(e), debug)
     except KeyboardInterrupt:
-        return _fail(EXIT_INTERRUPTED, "interrupted: nothing was published; re-run the same command", debug)
+        return _interrupted("interrupted: nothing was published; re-run the same command", debug)
     except Exception as e:  # noqa: BLE001 - the work failed after its retries
         first = str(e).splitlines()[0] if str(e) else ""
         return _fail(EXIT_FAILED, f"error: failed: {type(e).__name__}: {first}", debug)
     finally:
         _stop_ray()
+
+
+def _interrupted(line: str, debug: bool) -> int:
+    if _terminated:
+        return _fail(EXIT_TERMINATED, "stopped (SIGTERM): " + line, debug)
+    return _fail(EXIT_INTERRUPTED, line, debug)
 
 
 def _fail(code: int, line: str, debug: bool) -> int:

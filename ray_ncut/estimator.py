@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .choose_k import check_k_range
 from .config import ClusterConfig, GraphConfig, TrainConfig
 from .drift import fit_state
+from .threads import configure_threads
 from .engine import Constraints, fit_head, subgraph_ncut, training_batches
 from .model import ClusterModel, CutHead, HeadConfig, resolve_device
 from .prepare import prepare_training, resolve_affinity
@@ -245,6 +246,8 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         0 (cannot-link); the KCL loss on those pairs is added to the cut loss
         with weight ``kcl_weight``.
         """
+        configure_threads(at_most=True)  # never more threads than the cores this process may use
+        schema = _feature_schema(X)
         X = self._check_X(X, reset=True)  # (n, d)
         config = self._validate_params(X.shape[0])
         scaler = FeatureScaler.fit(config.scaling, X)
@@ -274,7 +277,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
             self.auto_["affinity"] = affinity_choice
         self.graph_config_, self.train_config_ = graph, run["train"]
         self.fit_seconds_ = time.perf_counter() - t0
-        self.model_ = ClusterModel(run["head"], scaler, self._record(config, seed))
+        self.model_ = ClusterModel(run["head"], scaler, self._record(config, seed, schema))
         self.head_, self.scaler_ = self.model_.head, scaler
         self.n_clusters_ = self.model_.n_clusters
         self.cluster_ids_ = self.model_.cluster_ids
@@ -286,11 +289,11 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         self.model_.record["fit_at_training"] = self.fit_at_training_
         return self
 
-    def _record(self, config: ClusterConfig, seed: int) -> dict:
+    def _record(self, config: ClusterConfig, seed: int, schema: dict) -> dict:
         """What config.json keeps beside the weights (the jobs write the same keys)."""
         return {"config": config.to_dict(), "seed": self.random_state, "n_init": int(self.n_init),
                 "graph": self.graph_config_.to_dict(), "train": self.train_config_.to_dict(),
-                "selection_ncut": self.selection_ncut_, "auto": self.auto_}
+                "selection_ncut": self.selection_ncut_, "auto": self.auto_, "features": schema}
 
     def _train_one(self, Xt, config: ClusterConfig, graph: GraphConfig, seed: int, pairs) -> dict:
         train = config.train()
@@ -352,4 +355,16 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         est.selection_ncut_ = record.get("selection_ncut", [])
         est.auto_ = record.get("auto", {})
         est.n_features_in_ = model.input_dim
+        names = (record.get("features") or {}).get("columns")
+        if names:  # predict then checks a DataFrame's columns by name, as after fit
+            est.feature_names_in_ = np.asarray(names, dtype=object)
         return est
+
+
+def _feature_schema(X) -> dict:
+    """config.json's ``features`` for the rows ``fit`` was given: a DataFrame's column names and
+    dtypes (``jobs/assign.py`` then selects Parquet columns by those names), else positional."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not all(isinstance(c, str) for c in columns):
+        return {"columns": None, "dim": int(np.shape(X)[1]) if np.ndim(X) == 2 else None}
+    return {"columns": [str(c) for c in columns], "types": [str(t) for t in X.dtypes], "dim": len(columns)}

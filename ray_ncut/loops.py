@@ -153,6 +153,7 @@ def embed_in_process(job: TrainJob, X_scaled: np.ndarray, neighbours: np.ndarray
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start = state["step"]
+        progress(f"[ray_ncut] resuming the embedding from step {start}")
     for step, loss in embedding_chunks(net, opt, X, table, config, job.seed, 0, 1, start,
                                        max(job.checkpoint_every, 250)):
         progress(f"[ray_ncut] embedding step {step}/{config.steps} contrastive loss {loss:.4f}")

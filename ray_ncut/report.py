@@ -67,25 +67,73 @@ def _figure(draw, size=(6.4, 3.6)) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
+def _curve_scale(curve: dict) -> str:
+    """"log" where the loss terms span more than two decades of visible values, else "linear": a log
+    axis over values all near 0 (a warm start that already separates the clusters) draws noise."""
+    values = np.concatenate([np.asarray(v, float) for t, v in curve.items() if t != "step"])
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values) == 0 or values.max() < NEAR_ZERO:
+        return "linear"
+    return "log" if values.max() / max(values.min(), values.max() * 1e-6) > 100 else "linear"
+
+
+NEAR_ZERO = 1e-4  # a loss term this small is 0 for the picture
+
+
 def _curve_figure(curve: dict) -> str:
+    scale = _curve_scale(curve)
+
     def draw(ax):
         for term, values in curve.items():
             if term != "step":
-                ax.plot(curve["step"], np.maximum(values, 1e-8), label=term, lw=1)  # NaN: a step without it
-        ax.set_yscale("log")
+                ax.plot(curve["step"], values, label=term, lw=1)  # NaN: a step without it
+        ax.set_yscale(scale)
+        if scale == "linear":
+            ax.set_ylim(bottom=0)
         ax.set_xlabel("step")
-        ax.set_ylabel("loss term")
+        ax.set_ylabel("loss term" + (" (log scale)" if scale == "log" else ""))
         ax.legend()
     return _figure(draw)
 
 
-def _sizes_figure(ids: list, sizes: list) -> str:
+def _curve_caption(curve: dict) -> str:
+    loss = np.asarray(curve.get("loss", []), float)
+    trained = loss[(np.asarray(curve["step"]) >= 0) & np.isfinite(loss)] if len(loss) else loss
+    text = "Each loss term per step; steps below 0, where shown, distil the warm start into the head."
+    if len(trained) and np.abs(trained).max() < NEAR_ZERO:
+        text += " The loss is about 0 from the first step: the warm start already separates the clusters."
+    return text
+
+
+def _largest(ids: list, sizes: list, top: int) -> list[int]:
+    """Positions of the ``top`` largest clusters, largest first (all of them, in order, if no more)."""
+    if top >= len(sizes):
+        return list(range(len(sizes)))
+    return [int(i) for i in np.argsort(-np.asarray(sizes), kind="stable")[:top]]
+
+
+def palette(ids: list) -> dict:
+    """Cluster id -> colour, the same in every picture of the page (a cluster not in ``ids`` is grey)."""
+    import matplotlib
+
+    colours = [matplotlib.colors.to_hex(c) for name in ("tab10", "tab20b", "tab20c")
+               for c in matplotlib.colormaps[name].colors]
+    return {int(c): colours[i % len(colours)] for i, c in enumerate(ids)}
+
+
+OTHER = "#bbbbbb"  # clusters beyond the TOP_CLUSTERS largest
+TOP_CLUSTERS = 30  # clusters drawn one by one; the rest are one grey "other"
+
+
+def _sizes_figure(ids: list, sizes: list, colours: dict) -> str:
+    shown = _largest(ids, sizes, TOP_CLUSTERS)
+
     def draw(ax):
-        ax.bar([str(i) for i in ids], sizes, color="#4c72b0")
-        ax.set_xlabel("cluster id")
+        ax.bar([str(ids[i]) for i in shown], [sizes[i] for i in shown],
+               color=[colours.get(int(ids[i]), OTHER) for i in shown])
+        ax.set_xlabel("cluster id" + (f" ({len(shown)} largest of {len(ids)})" if len(shown) < len(ids) else ""))
         ax.set_ylabel("rows")
-        if len(ids) > 25:
-            ax.set_xticks([])
+        ax.tick_params(axis="x", labelsize=7 if len(shown) > 15 else 9)
     return _figure(draw)
 
 
@@ -98,29 +146,48 @@ def _confidence_figure(hist: dict) -> str:
     return _figure(draw)
 
 
-def _projection_figure(p: dict) -> str:
+def _projection_figure(p: dict, colours: dict) -> str:
     def draw(ax):
-        ax.scatter(p["x"], p["y"], c=p["cluster"], s=4, cmap="tab20", alpha=0.8)
+        c = [colours.get(int(k), OTHER) for k in p["cluster"]]
+        ax.scatter(p["x"], p["y"], c=c, s=4, alpha=0.8)
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
     return _figure(draw, size=(6.4, 5.0))
 
 
-def _confusion_figure(c: dict) -> str:
+def _legend(ids: list, sizes: list, colours: dict) -> str:
+    """The colour of each drawn cluster, as HTML (legible at any k, and checkable in a browser)."""
+    shown = _largest(ids, sizes, TOP_CLUSTERS)
+    items = "".join(f"<li><span class='swatch' style='background:{colours[int(ids[i])]}'></span>"
+                    f"{ids[i]} <small>({sizes[i]:,})</small></li>" for i in shown)
+    rest = len(ids) - len(shown)
+    if rest:
+        others = int(sum(sizes)) - int(sum(sizes[i] for i in shown))
+        items += f"<li><span class='swatch' style='background:{OTHER}'></span>other {rest} <small>({others:,})</small></li>"
+    return f"<ul class='legend'>{items}</ul>"
+
+
+def _confusion_table(c: dict) -> str:
+    """The contingency table as HTML: the count in every cell, shaded by the share of its class;
+    clusters ordered by the optimal matching, at most TOP_CLUSTERS (the largest) and as many classes."""
     from scipy.optimize import linear_sum_assignment
 
     table = np.asarray(c["table"])  # (classes, clusters)
     rows, cols = linear_sum_assignment(table, maximize=True)
     order = list(cols[np.argsort(rows)]) + [j for j in range(table.shape[1]) if j not in set(cols)]
-
-    def draw(ax):
-        shown = table[:, order]
-        ax.imshow(shown / np.maximum(shown.sum(1, keepdims=True), 1), cmap="Blues", aspect="auto")
-        ax.set_xticks(range(len(order)), [str(c["clusters"][j]) for j in order], fontsize=7)
-        ax.set_yticks(range(len(c["classes"])), c["classes"], fontsize=7)
-        ax.set_xlabel("cluster id (matched to the classes)")
-        ax.set_ylabel("class")
-    return _figure(draw, size=(6.4, 5.0))
+    if len(order) > TOP_CLUSTERS:
+        keep = set(np.argsort(-table.sum(0), kind="stable")[:TOP_CLUSTERS].tolist())
+        order = [j for j in order if j in keep]
+    classes = list(np.argsort(-table.sum(1), kind="stable")[:TOP_CLUSTERS])
+    classes.sort()
+    share = table / np.maximum(table.sum(1, keepdims=True), 1)
+    head = "".join(f"<th>{html.escape(str(c['clusters'][j]))}</th>" for j in order)
+    body = ""
+    for i in classes:
+        cells = "".join(f"<td class='count' style='background:rgba(49,130,189,{share[i, j]:.2f});"
+                        f"color:{'#fff' if share[i, j] > 0.6 else '#222'}'>{int(table[i, j]):,}</td>" for j in order)
+        body += f"<tr><th>{html.escape(str(c['classes'][i]))}</th>{cells}</tr>"
+    return f"<table class='confusion'><tr><th>class \\ cluster</th>{head}</tr>{body}</table>"
 
 
 # --------------------------------------------------------------------------- reading a directory
@@ -176,31 +243,42 @@ def render(path: str) -> str:
     sections = [_overview(path, config, summary, metrics)]
     curve = _read_curve(model_dir)
     if curve:
-        sections.append(_section("Training curve", _curve_figure(curve), "Each loss term per step (log scale); "
-                                 "steps below 0, where shown, distil the warm start into the head."))
+        sections.append(_section("Training curve", _curve_figure(curve), _curve_caption(curve)))
     if metrics:
         ids = metrics.get("cluster_ids") or list(range(len(metrics["cluster_sizes"])))
-        sections.append(_section("Cluster sizes", _sizes_figure(ids, metrics["cluster_sizes"]),
-                                 f"{metrics['rows']:,} rows in {len(ids)} clusters."))
+        sizes = metrics["cluster_sizes"]
+        colours = palette([ids[i] for i in _largest(ids, sizes, TOP_CLUSTERS)])
+        many = f" The {TOP_CLUSTERS} largest are drawn." if len(ids) > TOP_CLUSTERS else ""
+        empty = sum(1 for n in sizes if n == 0)
+        sections.append(_section("Cluster sizes", _sizes_figure(ids, sizes, colours),
+                                 f"{metrics['rows']:,} rows in {len(ids)} clusters"
+                                 + (f", {empty} of them empty" if empty else "") + f".{many}"))
         if metrics.get("confidence_histogram"):
             sections.append(_section("Confidence", _confidence_figure(metrics["confidence_histogram"]),
                                      "Every labelled row's largest soft assignment; low values are rows "
                                      "between clusters."))
         p = _read_json(os.path.join(labels_dir, PROJECTION_FILE))
         if p:
-            sections.append(_section("2-D projection", _projection_figure(p),
+            sections.append(_section("2-D projection", _projection_figure(p, colours),
                                      f"{p['rows']:,} rows of the metric's sample on their first two principal "
-                                     f"components ({p['explained_variance']:.0%} of the variance), coloured by cluster."))
+                                     f"components ({p['explained_variance']:.0%} of the variance), coloured by "
+                                     f"cluster id (rows in the cluster):") + _legend(ids, sizes, colours))
         truth = metrics.get("ground_truth") or {}
         if truth.get("contingency"):
-            sections.append(_section("Confusion matrix", _confusion_figure(truth["contingency"]),
-                                     f"Share of each class (column {html.escape(str(truth['column']))}) in each "
-                                     f"cluster, clusters ordered by the optimal matching: ACC {truth['acc']:.3f}, "
-                                     f"NMI {truth['nmi']:.3f}, ARI {truth['ari']:.3f}."))
+            sections.append(f"<h2>Confusion matrix</h2>"
+                            + _confusion_table(truth["contingency"])
+                            + f"<p>Rows of each class (column {html.escape(str(truth['column']))}) in each "
+                              f"cluster, shaded by the class's share; clusters ordered by the optimal matching"
+                              f"{' (the largest)' if len(ids) > TOP_CLUSTERS else ''}: ACC {truth['acc']:.3f}, "
+                              f"NMI {truth['nmi']:.3f}, ARI {truth['ari']:.3f}.</p>")
     body = "\n".join(sections)
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>ray_ncut report</title><style>"
             "body{font-family:sans-serif;max-width:760px;margin:2em auto;color:#222}"
-            "img{max-width:100%}table{border-collapse:collapse}td{padding:2px 10px 2px 0}</style></head>"
+            "img{max-width:100%}table{border-collapse:collapse}td{padding:2px 10px 2px 0}"
+            ".legend{list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:4px 14px;font-size:13px}"
+            ".swatch{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}"
+            ".confusion{font-size:12px}.confusion td,.confusion th{padding:3px 6px;text-align:right;"
+            "border:1px solid #eee}</style></head>"
             f"<body><h1>ray_ncut report</h1>{body}</body></html>")
 
 

@@ -21,14 +21,16 @@ def first_non_finite(X: np.ndarray) -> tuple[int, int, float] | None:
     return row, col, float(X[row, col])
 
 
-def check_finite(X: np.ndarray, where: str = "X", first_row: int = 0, error=ValueError) -> None:
-    """Raise ``error`` naming the count and the first NaN/inf of X (n, d); ``first_row`` offsets row numbers."""
+def check_finite(X: np.ndarray, where: str = "X", first_row: int = 0, error=ValueError, names=None) -> None:
+    """Raise ``error`` naming the count and the first NaN/inf of X (n, d); ``first_row`` offsets row numbers;
+    ``names`` (d,), where the features are named columns, names the column."""
     first = first_non_finite(X)
     if first is not None:
         row, col, value = first
         count = int((~np.isfinite(X)).sum())
+        feature = f"column {names[col]!r}" if names is not None else f"feature {col}"
         raise error(f"{where} has {count} NaN or infinite value(s); the first at row {first_row + row}, "
-                    f"feature {col}: {value}")
+                    f"{feature}: {value}")
 
 
 def check_dimension(n_features: int, expected: int, where: str = "X", model: str = "the model") -> None:

@@ -107,23 +107,27 @@ def forget_address(gcs_port: int) -> None:
 
 
 # Appended to a *copy* of a report: counts the images the browser decoded once the page loaded.
-_IMAGE_CHECK = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
-                "document.title = 'rendered ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length + "
-                "'/' + imgs.length; });</script>")
+_RENDER_CHECK = ("<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
+                 "const shown = s => [...document.querySelectorAll(s)].filter(e => e.offsetWidth > 0 && "
+                 "e.textContent.trim()).length; "
+                 "document.title = 'rendered ' + imgs.filter(i => i.complete && i.naturalWidth > 0).length + "
+                 "'/' + imgs.length + ' legend ' + shown('.legend li') + ' counts ' + shown('td.count'); });</script>")
 
 
-def rendered_images(report: Path, tmp: Path) -> tuple[int, int]:
-    """(images rendered, images) of an HTML report opened in headless Chromium; also saves
-    ``tmp/screenshot.png`` of the page."""
+def rendered_report(report: Path, tmp: Path) -> dict:
+    """What of an HTML report headless Chromium rendered: ``images`` (rendered, in the page),
+    ``legend`` (visible legend entries), ``counts`` (visible confusion-matrix cells with a count);
+    also saves ``tmp/screenshot.png`` of the page."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     page = tmp / "checked.html"
-    page.write_text(report.read_text() + _IMAGE_CHECK)
+    page.write_text(report.read_text() + _RENDER_CHECK)
     flags = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000"]
     dom = subprocess.run([*flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120).stdout
     subprocess.run([*flags, f"--screenshot={tmp / 'screenshot.png'}", "--window-size=800,3000", report.as_uri()],
                    capture_output=True, timeout=120)
-    found = re.search(r"<title>rendered (\d+)/(\d+)</title>", dom)
+    found = re.search(r"<title>rendered (\d+)/(\d+) legend (\d+) counts (\d+)</title>", dom)
     assert found, f"the page did not finish loading in Chromium: {dom[:300]!r}"
-    return int(found.group(1)), int(found.group(2))
+    rendered, images, legend, counts = map(int, found.groups())
+    return {"images": (rendered, images), "legend": legend, "counts": counts}

@@ -17,7 +17,7 @@ from ray_ncut.knn import sparse_knn_graph
 from ray_ncut.assign import ClusterAssigner
 from ray_ncut.metrics import accuracy, ari, contingency_partial, nmi, normalized_cut
 
-from jobs_helpers import rendered_images
+from jobs_helpers import rendered_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,12 +119,14 @@ def test_every_labelling_run_writes_a_report_whose_images_render(ray_cluster, co
     for section in ("Training curve", "Cluster sizes", "Confidence", "2-D projection", "Confusion matrix"):
         assert f"<h2>{section}</h2>" in page
     assert "src='http" not in page and "src=\"http" not in page  # self-contained
-    assert rendered_images(out / "report.html", tmp_path) == (5, 5)
+    shown = rendered_report(out / "report.html", tmp_path)
+    # four pictures; a legend entry per cluster; a count in every cell of the 4 x 4 confusion matrix
+    assert shown == {"images": (4, 4), "legend": 4, "counts": 16}, shown
     assert (tmp_path / "screenshot.png").stat().st_size > 10_000
     # a broken image is caught: the check can fail
     broken = tmp_path / "broken.html"
     broken.write_text(page.replace("base64,iVBOR", "base64,AAAA", 1))
-    assert rendered_images(broken, tmp_path) == (4, 5)
+    assert rendered_report(broken, tmp_path)["images"] == (3, 4)
 
     # jobs/report.py re-renders it; the output stays ray_ncut's own (listed in its marker)
     before = (out / "report.html").stat().st_mtime_ns

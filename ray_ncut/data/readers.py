@@ -24,7 +24,7 @@ import numpy as np
 from .builtin import builtin_chunks, parse_builtin, synthetic_chunk
 from ..validation import check_finite as require_finite
 
-__all__ = ["ColumnSpec", "ReadUnit", "plan_units", "read_unit", "read_unit_ids", "hash_ids", "duplicate_hashes", "repeated_values",
+__all__ = ["ColumnSpec", "ReadUnit", "plan_units", "feature_schema", "columns_for_model", "type_kind", "read_unit", "read_unit_ids", "hash_ids", "duplicate_hashes", "repeated_values",
            "unit_sample_mask", "DataError", "LABEL_LIKE", "INPUT_FORMATS"]
 
 NPY_CHUNK_ROWS = 100_000
@@ -48,6 +48,10 @@ class ColumnSpec:
     feature_columns: tuple | None = None  # or scalar numeric columns
     id_column: str = "id"
     label_column: str | None = None
+    # Set by :func:`columns_for_model` when labelling: the model whose recorded feature columns
+    # these are (named in messages), and the type of each as it was at training.
+    model: str | None = None
+    expected_types: tuple | None = None
 
     @classmethod
     def from_flags(cls, features=None, feature_columns=None, id_column="id", label_column=None) -> "ColumnSpec":
@@ -109,12 +113,33 @@ def _is_number(arrow_type) -> bool:
     return pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
 
 
+def type_kind(type_name) -> str:
+    """The kind of a column type (an Arrow or numpy type, or its name): ``integer``, ``floating``,
+    ``boolean``, ``decimal``, or the name itself. Width changes (float32 -> float64) keep the kind;
+    a change of kind means the values may be encoded differently."""
+    s = str(type_name).lower()
+    for prefix, kind in (("int", "integer"), ("uint", "integer"), ("float", "floating"), ("double", "floating"),
+                         ("halffloat", "floating"), ("bool", "boolean"), ("decimal", "decimal")):
+        if s.startswith(prefix):
+            return kind
+    return s
+
+
+def _value_type(arrow_type):
+    """The element type of a list / fixed-size-list / tensor column, else the type itself."""
+    return getattr(arrow_type, "value_type", None) or getattr(arrow_type, "scalar_type", None) or arrow_type
+
+
 def _resolve_parquet_columns(schema, cols: ColumnSpec, where: str) -> dict:
     names = schema.names
 
     def need(name, role):
-        if name not in names:
-            raise DataError(f"{role} column {name!r} not found in {where}; columns are {names}")
+        if name in names:
+            return
+        if role == "feature" and cols.model:
+            raise DataError(f"feature column {name!r}, which {cols.model} was trained on, is missing from {where} "
+                            f"(renamed or dropped?); its columns are {names}")
+        raise DataError(f"{role} column {name!r} not found in {where}; columns are {names}")
 
     has_id = cols.id_column in names
     if cols.label_column:
@@ -138,7 +163,40 @@ def _resolve_parquet_columns(schema, cols: ColumnSpec, where: str) -> dict:
             t = schema.field(c).type
             if not _is_number(t):
                 raise DataError(f"feature column {c!r} in {where} has type {t}, not a number")
-    return {"features": feats, "id": cols.id_column if has_id else None, "label": cols.label_column}
+        types = [str(schema.field(c).type) for c in feats]
+        positions = [names.index(c) for c in feats]
+    else:
+        types = [str(_value_type(schema.field(feats).type))]
+        positions = [0]
+    if cols.expected_types:
+        for c, now, then in zip(feats if isinstance(feats, list) else [feats], types, cols.expected_types):
+            if type_kind(now) != type_kind(then):
+                raise DataError(f"feature column {c!r} in {where} has type {now}, but {cols.model} was trained on "
+                                f"it as {then}; cast it back (a retyped column may hold other values)")
+    return {"features": feats, "id": cols.id_column if has_id else None, "label": cols.label_column,
+            "types": types, "reordered": positions != sorted(positions)}
+
+
+def _check_same_columns(first: str, resolved: dict, path: str, schema, cols: ColumnSpec) -> None:
+    """Every file of a folder must hold what the first one does: the features (same kinds), the id
+    column if the first has one, the label column; with features found by type, no other numeric
+    column (which would be a feature in one file and not another)."""
+    names = schema.names
+    feats = resolved["features"] if isinstance(resolved["features"], list) else [resolved["features"]]
+    for role, name in [("feature", c) for c in feats] + [("id", resolved["id"]), ("label", resolved["label"])]:
+        if name and name not in names:
+            raise DataError(f"{path} has no {role} column {name!r}, which {first} has: every file read together "
+                            f"needs the same columns; its columns are {names}")
+    if not resolved["id"] and cols.id_column in names:
+        raise DataError(f"{path} has an id column {cols.id_column!r}, which {first} lacks: ids would be mixed")
+    here = _resolve_parquet_columns(schema, cols, path)
+    for c, now, then in zip(feats, here["types"], resolved["types"]):
+        if type_kind(now) != type_kind(then):
+            raise DataError(f"feature column {c!r} has type {now} in {path} but {then} in {first}")
+    if here["features"] != resolved["features"]:
+        extra = [c for c in here["features"] if c not in feats]
+        raise DataError(f"{path} has numeric column(s) {extra} that {first} lacks, so the files disagree on the "
+                        "features: name them with --feature-columns")
 
 
 def _plan_parquet(uri: str, cols: ColumnSpec) -> list[ReadUnit]:
@@ -149,6 +207,8 @@ def _plan_parquet(uri: str, cols: ColumnSpec) -> list[ReadUnit]:
         meta = _parquet_metadata(fs, path)
         if resolved is None:
             resolved = _resolve_parquet_columns(meta.schema.to_arrow_schema(), cols, path)
+        else:
+            _check_same_columns(files[0], resolved, path, meta.schema.to_arrow_schema(), cols)
         start = 0
         prefix = os.path.relpath(path, root) if root else path
         for rg in range(meta.num_row_groups):
@@ -202,6 +262,45 @@ def plan_units(uri: str, cols: ColumnSpec | None = None) -> list[ReadUnit]:
     if uri.endswith(".npy"):
         return _plan_npy(uri)
     return _plan_parquet(uri, cols)
+
+
+def feature_schema(units: list[ReadUnit], n_features: int) -> dict:
+    """What a model records of its input's features (config.json's ``features``):
+    ``{"columns": [names], "types": [...]}`` for scalar columns, ``{"column": name, "types": [element
+    type]}`` for one vector column, ``{"columns": None}`` where features are positional (.npy, built-in
+    sets, arrays); ``dim`` in every case."""
+    c = units[0].columns if units and units[0].kind == "parquet" else None
+    if c is None:
+        return {"columns": None, "dim": n_features}
+    if isinstance(c["features"], list):
+        return {"columns": list(c["features"]), "types": c["types"], "dim": n_features}
+    return {"column": c["features"], "types": c["types"], "dim": n_features}
+
+
+def columns_for_model(cols: ColumnSpec, schema: dict | None, model: str) -> ColumnSpec:
+    """The columns to label with a model whose training input had ``schema`` (:func:`feature_schema`):
+    its feature columns **by name** (in its order, whatever the input's), checked against their
+    training types. Explicit ``--feature-columns`` must name the same columns; an explicit ``--features``
+    column is taken as given (the dimension is still checked). Positional models change nothing."""
+    from dataclasses import replace
+
+    if not schema or (schema.get("columns") is None and not schema.get("column")):
+        return cols
+    where = f"the model {model}"
+    if schema.get("column"):  # one vector column
+        if cols.features or cols.feature_columns:
+            return cols
+        return replace(cols, features=schema["column"], model=where, expected_types=tuple(schema["types"]))
+    trained = list(schema["columns"])
+    if cols.features:
+        raise DataError(f"--features {cols.features}: {where} was trained on the scalar columns {trained}, not on "
+                        "a vector column; leave --features out")
+    if cols.feature_columns and set(cols.feature_columns) != set(trained):
+        other = [c for c in cols.feature_columns if c not in trained] or [c for c in trained if c not in cols.feature_columns]
+        raise DataError(f"--feature-columns should name the {len(trained)} columns {where} was trained on "
+                        f"{trained}; {other[0]!r} is not among both")
+    return replace(cols, features=None, feature_columns=tuple(trained), model=where,
+                   expected_types=tuple(schema.get("types") or ()) or None)
 
 
 # --------------------------------------------------------------------------- reading
@@ -290,9 +389,13 @@ def _read_parquet_unit(unit: ReadUnit, with_label: bool, check_finite: bool) -> 
     fs, path = filesystem(unit.source)
     table = pq.ParquetFile(fs.open_input_file(path)).read_row_group(unit.index)
     c = unit.columns
-    X = _features_from_table(table, c["features"], unit.source)
+    try:
+        X = _features_from_table(table, c["features"], unit.source)
+    except KeyError as e:  # the file changed since the job planned it
+        raise DataError(f"{unit.source} no longer has the columns it was planned with: {e}") from None
     if check_finite:
-        require_finite(X, unit.source, unit.start, DataError)
+        require_finite(X, unit.source, unit.start, DataError,
+                       names=c["features"] if isinstance(c["features"], list) else None)
     if c["id"]:
         ids = table.column(c["id"]).to_numpy(zero_copy_only=False)
     else:

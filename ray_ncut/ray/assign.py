@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import ray
 
-from ..data.readers import ColumnSpec, DataError
+from ..data.readers import ColumnSpec, DataError, columns_for_model
 from ..drift import describe as describe_drift
 from ..drift import drift_check, fit_state
 from ..assign import CONFIDENCE_BINS, ClusterAssigner, assign_unit, unit_file_name, validate_labels
@@ -150,7 +150,8 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     out = check_out(opts.out, KIND, opts.overwrite or opts.incremental, inputs=(opts.data, opts.model))
     model = ClusterModel.load(opts.model)
     k, ids, model_config = model.n_clusters, model.cluster_ids, model.record
-    fs = open_feature_set(opts.data, opts.columns, check_finite=not opts.drop_invalid)
+    columns = columns_for_model(opts.columns, model.record.get("features"), opts.model)  # by name, never by position
+    fs = open_feature_set(opts.data, columns, check_finite=not opts.drop_invalid)
     model.check_dimension(fs.n_features, opts.data)
     fingerprint = model_fingerprint(opts.model, ids)
     reuse = plan_reuse(_read_manifest(out), fs.units, fingerprint) if opts.incremental else Reuse()
@@ -284,7 +285,8 @@ def _measure(opts, fs, k, ids, model_config, parts, with_label, reuse, result, p
         now = fit_state(result["sample_Z"], result["sample_cluster"], result["sample_confidence"], k,
                         opts.ncut_neighbors, opts.seed)
         now["low_confidence"] = result["low_confidence"] / labelled  # exact, over every labelled row
-        metrics["drift"] = drift_check(model_config.get("fit_at_training"), now)
+        now["shares"] = (result["sizes"] / labelled).tolist()  # exact too
+        metrics["drift"] = drift_check(model_config.get("fit_at_training"), now, _feature_names(fs))
         progress(describe_drift(metrics["drift"]))
     else:
         metrics["normalized_cut"] = metrics["drift"] = None  # nothing new: nothing to measure
@@ -301,6 +303,11 @@ def _measure(opts, fs, k, ids, model_config, parts, with_label, reuse, result, p
             metrics["ground_truth"]["over"] = over.strip(" ()")
     metrics["stage_seconds"] = {"validate": round(t_validated - t0, 3), "ncut": round(time.perf_counter() - t_validated, 3)}
     return metrics
+
+
+def _feature_names(fs) -> list | None:
+    feats = fs.units[0].columns.get("features") if fs.units[0].kind == "parquet" else None
+    return feats if isinstance(feats, list) else None
 
 
 def _label_all(opts, fs, todo: list[int], k, parts, with_label, progress) -> dict:

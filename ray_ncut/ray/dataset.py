@@ -17,6 +17,7 @@ from ..data.readers import (
     DataError,
     ReadUnit,
     duplicate_hashes,
+    feature_schema,
     hash_ids,
     plan_units,
     read_unit,
@@ -24,6 +25,7 @@ from ..data.readers import (
     repeated_values,
     unit_sample_mask,
 )
+from ..cli import stop_on_sigterm
 from ..scaling import FeatureScaler, MomentSums, merge_moments, moments_partial
 from ..validation import first_non_finite
 
@@ -72,12 +74,26 @@ def init_ray() -> None:
         print("[ray_ncut] several Ray clusters run on this machine and RAY_ADDRESS names none: "
               "starting an embedded one for this job", flush=True)
         _init_embedded_beside_others()
+        how = "started an embedded Ray cluster"
     elif running == 0:
         # Not ray.init(): it would try the address a dead cluster left in Ray's temp folder
         # (ray_current_cluster, removed only by `ray stop`) for minutes before giving up.
         _init_shielded(address="local")
+        how = "started an embedded Ray cluster"
     else:
         _init_shielded()
+        named = "named by RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "running on this machine"
+        how = f"joined the Ray cluster {named}"
+    stop_on_sigterm()  # again: ray.init installed Ray's own SIGTERM handler
+    print(f"[ray_ncut] {how} at {_describe_cluster()}", flush=True)
+
+
+def _describe_cluster() -> str:
+    """``ADDRESS (N node(s), C CPUs, G GPUs)`` of the connected cluster."""
+    res = ray.cluster_resources()
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    gpus = f", {res['GPU']:g} GPUs" if res.get("GPU") else ""
+    return f"{ray.get_runtime_context().gcs_address} ({nodes} node(s), {res.get('CPU', 0):g} CPUs{gpus})"
 
 
 # A job that would start its own Ray cluster on this machine only to run one CPU worker over at
@@ -177,6 +193,11 @@ class FeatureSet:
     def n_rows(self) -> int:
         return sum(u.rows for u in self.units)
 
+    @property
+    def schema(self) -> dict:
+        """The features as a model records them (:func:`ray_ncut.data.readers.feature_schema`)."""
+        return feature_schema(self.units, self.n_features)
+
 
 def open_feature_set(uri: str, columns: ColumnSpec | None = None, check_finite: bool = True) -> FeatureSet:
     """Plan ``uri`` and read its first unit to learn (and check) the feature dimension;
@@ -203,6 +224,10 @@ def describe_columns(fs: FeatureSet) -> str:
         what = f"column {feats!r} ({fs.n_features} values a row)"
     ids = f"column {c['id']!r}" if c["id"] else "derived from file and row"
     label = f"; ground truth: column {c['label']!r} (not a feature)" if c["label"] else ""
+    if fs.columns.model:
+        what += f", matched by name to {fs.columns.model}"
+        if c.get("reordered"):
+            what += " (the input holds them in another order: read in the model's)"
     return f"[ray_ncut] features: {what}; ids: {ids}{label}"
 
 
@@ -220,18 +245,30 @@ def map_units(fs: FeatureSet, fn, indices=None, progress=None, doing: str = "rea
         return [fn(units[i], i) for i in indices]
 
     def run(batch):
-        results = [fn(units[int(i)], int(i)) for i in batch["item"]]
+        results = [_or_data_error(fn, units[int(i)], int(i)) for i in batch["item"]]
         return {"index": batch["item"], "result": np.array([pickle.dumps(r) for r in results], dtype=object)}
 
     ds = ray.data.from_items(indices, override_num_blocks=max(1, len(indices)))
     by_unit, t0, last = {}, time.perf_counter(), 0.0
     for row in ds.map_batches(run, batch_size=1, num_cpus=TASK_CPUS).iter_rows():
-        by_unit[int(row["index"])] = pickle.loads(row["result"])
+        result = pickle.loads(row["result"])
+        if isinstance(result, DataError):  # raised on the driver with its own line, not as a RayTaskError
+            raise result
+        by_unit[int(row["index"])] = result
         now = time.perf_counter() - t0
         if progress and (now - last > PROGRESS_SECONDS or len(by_unit) == len(indices)):
             progress(f"[ray_ncut] {doing} {len(by_unit)}/{len(indices)} read units ({now:.0f}s)")
             last = now
     return [by_unit[i] for i in indices]
+
+
+def _or_data_error(fn, unit, index):
+    """``fn(unit, index)``, or the :class:`DataError` it raised, returned: Ray would wrap it in a
+    ``RayTaskError`` whose first line loses the message."""
+    try:
+        return fn(unit, index)
+    except DataError as e:
+        return e
 
 
 def check_unique_ids(fs: FeatureSet) -> None:

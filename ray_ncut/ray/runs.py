@@ -31,7 +31,7 @@ import torch
 from ..choose_k import check_k_range
 from ..config import ClusterConfig, GraphConfig, TrainConfig
 from ..constraints import read_constraints
-from ..data.readers import ColumnSpec
+from ..data.readers import ColumnSpec, columns_for_model
 from ..metrics import accuracy, ari, nmi
 from ..model import ClusterModel, CutHead, HeadConfig
 from ..knn import neighbour_table
@@ -144,9 +144,10 @@ def _interrupted(stage: str, out: str, staging: str) -> Interrupted:
 
 def has_checkpoint(staging: str) -> bool:
     """Whether an interrupted run left a checkpoint to resume from: one Ray Train has recorded
-    (its snapshot file), or one of the in-process path."""
+    (its snapshot file, for the embedding or the head), or one of the in-process path's."""
     recorded = glob.glob(os.path.join(staging, RAY_DIR, "*", "checkpoint_manager_snapshot.json"))
-    return bool(recorded or latest_checkpoint(os.path.join(staging, RAY_DIR, IN_PROCESS_DIR, "train")))
+    in_process = (latest_checkpoint(os.path.join(staging, RAY_DIR, IN_PROCESS_DIR, run)) for run in ("embedding", "train"))
+    return bool(recorded or any(in_process))
 
 
 def _check_model(staging: str, X: np.ndarray) -> None:
@@ -315,6 +316,8 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
         raise ValueError(f"--workers={opts.workers} should be >= 1")
     out, staging = _plan_out(opts)
     opts = _resumed_config(opts, staging)
+    if previous:  # the previous model's feature columns, by name
+        opts = replace(opts, columns=columns_for_model(opts.columns, previous.record.get("features"), opts.previous))
     fs = open_feature_set(opts.data, opts.columns)  # fails fast on paths and columns
     if previous:
         previous.check_dimension(fs.n_features, opts.data, f"the previous model {opts.previous}")
@@ -391,6 +394,7 @@ def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) ->
         "constraints": None if pairs is None else {"file": os.path.abspath(opts.constraints), "pairs": len(pairs),
                                                     "must_link": int(pairs.must.sum())},
         "data": {"uri": opts.data, "columns": asdict(opts.columns), "rows": n_rows, "sample_rows": len(X_scaled)},
+        "features": fs.schema,  # labelling selects these columns by name and checks their types
     }
     model = ClusterModel(head, scaler, record)
     recluster = _carry_ids(opts, previous, model, X, staging, progress) if previous else None

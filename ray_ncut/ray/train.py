@@ -40,6 +40,7 @@ from ..knn import neighbour_table
 from ..loops import TrainJob, describe_step, embedding_chunks, head_chunks
 from ..model import CutHead, HeadConfig
 from ..siamese import SiameseConfig, new_siamese
+from ..threads import configure_threads
 
 __all__ = ["TrainJob", "run_training", "run_embedding_training", "worker_resources", "default_workers", "torch_threads",
            "in_process"]
@@ -144,7 +145,7 @@ def train_loop_per_worker(cfg: dict) -> None:
     _quiet_ray_info()
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
-    torch.set_num_threads(cfg["threads"])  # Ray sets one thread per reserved CPU
+    configure_threads(cfg["threads"])  # the worker's share of the cores, not its reservation
     device = ray.train.torch.get_device()
     graph, train = GraphConfig.from_dict(cfg["graph"]), TrainConfig.from_dict(cfg["train"])
     X, Z = _load_shard(cfg["sample"][0], rank, ctx.get_world_size(), device, cfg["head"]["input_dim"])
@@ -194,7 +195,7 @@ def embedding_loop_per_worker(cfg: dict) -> None:
     _quiet_ray_info()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(cfg["threads"])
+    configure_threads(cfg["threads"])
     device = ray.train.torch.get_device()
     config = SiameseConfig(**cfg["siamese"])
     X = torch.from_numpy(np.array(ray.get(cfg["sample"][0]))).to(device)  # (n, d)
@@ -207,6 +208,8 @@ def embedding_loop_per_worker(cfg: dict) -> None:
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         start = state["step"]
+        if rank == 0:
+            _progress(f"[ray_ncut] resuming the embedding from step {start}")
     model = ray.train.torch.prepare_model(net)
     for step, loss in embedding_chunks(model, opt, X, neighbours, config, cfg["seed"], rank, world, start,
                                        cfg["checkpoint_every"]):
