@@ -1,13 +1,14 @@
 """Fit time on a shared CPU: a quiet machine against the same fit beside a concurrent CPU load.
 
-    python bench/contention.py                       # wine and digits, quiet and beside 2 busy processes
-    python bench/contention.py --sets digits --load 1
+    python bench/contention.py                       # wine and digits, quiet and beside another torch job
+    python bench/contention.py --sets digits --load 2 --load-kind spin
     python bench/contention.py --code /tmp/old       # the same fits with another checkout's ray_ncut
 
 Each fit runs in a fresh process (as a user's script or a job would), default ``NeuralCut`` with
-the true k, seed 0; the load is ``--load`` processes spinning on the CPU from before the fit
-starts until it ends. Prints the wall time of each fit and the loaded / quiet ratio (the target
-of issue 25: within 1.5x). Figures: docs/scale.md ("A shared CPU").
+the true k, seed 0. The load runs from before the fit starts until it ends: ``--load`` other torch
+jobs (a thread per core, OpenMP's default waits; the default, one), or processes spinning on one
+core each. Prints the wall time of each fit and the loaded / quiet ratio (the target of issue 25:
+within 1.5x). Figures: docs/scale.md ("A shared CPU").
 """
 
 from __future__ import annotations
@@ -41,8 +42,18 @@ def fit(name: str, code: str | None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def with_load(n: int, work):
-    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+LOADS = {
+    # a process spinning on one core
+    "spin": "while True: pass",
+    # another torch job (not ray_ncut's: OpenMP's default waits, a thread per core), many small
+    # parallel operations as a training loop makes them: its threads spin between them
+    "torch": "import torch\na = torch.randn(100_000)\nwhile True: a.mul_(1.0000001)",
+}
+
+
+def with_load(n: int, kind: str, work):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    burners = [subprocess.Popen([sys.executable, "-c", LOADS[kind]], env=env) for _ in range(n)]
     try:
         time.sleep(1.0)  # the load is running before the fit starts
         return work()
@@ -55,13 +66,15 @@ def with_load(n: int, work):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sets", default="wine,digits")
-    p.add_argument("--load", type=int, default=2, help="busy processes beside the loaded fit (default 2)")
+    p.add_argument("--load", type=int, default=1, help="busy processes beside the loaded fit (default 1)")
+    p.add_argument("--load-kind", choices=sorted(LOADS), default="torch",
+                   help="torch: another torch job (default); spin: a process spinning on one core")
     p.add_argument("--code", help="a checkout whose ray_ncut the fits import instead of this one")
     args = p.parse_args()
     print(f"{'set':8} {'quiet s':>8} {'loaded s':>9} {'ratio':>6} {'threads':>7}  acc quiet / loaded")
     for name in args.sets.split(","):
         quiet = fit(name, args.code)
-        loaded = with_load(args.load, lambda: fit(name, args.code))
+        loaded = with_load(args.load, args.load_kind, lambda: fit(name, args.code))
         ratio = loaded["seconds"] / quiet["seconds"]
         print(f"{name:8} {quiet['seconds']:8.1f} {loaded['seconds']:9.1f} {ratio:6.2f} {quiet['threads']:7d}  "
               f"{quiet['acc']:.3f} / {loaded['acc']:.3f}", flush=True)

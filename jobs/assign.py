@@ -19,7 +19,8 @@ import sys
 def parse_args(argv=None):
     from ray_ncut.cli import ENGINE_HELP
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)  # a prefix never stands for a flag (--overwrit)
     p.add_argument("--model", required=True, help="run directory written by jobs/train.py (or NeuralCut.save)")
     p.add_argument("--data", help="Parquet file/dir/glob, a .npy file, or builtin:NAME "
                                    "(default: the data the model was trained on)")
@@ -114,7 +115,13 @@ def print_summary(m: dict) -> None:
         print(f"--drop-invalid: skipped {dropped['rows']} rows with NaN or infinite features "
               f"(first: id {dropped['first_id']}); they have no label")
     ids = m.get("cluster_ids", list(range(len(m["cluster_sizes"]))))
-    if ids == list(range(len(ids))):
+    sizes = m["cluster_sizes"]
+    if len(sizes) > 30:  # one line, whatever k
+        order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+        empty = sum(1 for n in sizes if n == 0)
+        print(f"cluster sizes: {len(sizes)} clusters, largest {', '.join(f'{ids[i]}: {sizes[i]}' for i in order[:5])}; "
+              f"smallest {sizes[order[-1]]}; {empty} empty (all sizes in metrics.json)")
+    elif ids == list(range(len(ids))):
         print("cluster sizes: " + json.dumps(m["cluster_sizes"]))
     else:  # a reclustered model: its clusters carry the previous run's ids
         print("cluster sizes by id: " + json.dumps(dict(zip(map(str, ids), m["cluster_sizes"]))))

@@ -13,13 +13,14 @@ from ray_ncut.compare import compare_with_kmeans, format_table
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)  # a prefix never stands for a flag (--overwrit)
     p.add_argument("--data", default="builtin:digits", help="a builtin:NAME data set (default builtin:digits)")
     p.add_argument("--k", type=int, default=None, help="number of clusters (default: the data set's classes)")
-    p.add_argument("--steps", type=int, default=500, help="cut-loss steps (default 500)")
+    p.add_argument("--steps", type=int, default=None, help="cut-loss steps (default: NeuralCut's)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
     try:
         spec = parse_builtin(args.data)
         X, y = load_builtin(args.data)
@@ -28,7 +29,8 @@ def main(argv=None) -> int:
         return 2
     k = args.k or spec.n_classes
     print(f"{spec}: {X.shape[0]} rows x {X.shape[1]} features, k={k}", flush=True)
-    rows = compare_with_kmeans(X, y, k, seed=args.seed, steps=args.steps, verbose=True)
+    steps = {"steps": args.steps} if args.steps else {}
+    rows = compare_with_kmeans(X, y, k, seed=args.seed, **steps)
     print(format_table(rows))
     return 0
 

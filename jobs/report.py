@@ -15,7 +15,8 @@ import sys
 def main(argv=None) -> int:
     from ray_ncut.cli import run_job
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)  # a prefix never stands for a flag (--overwrit)
     p.add_argument("dir", help="a labels directory (metrics.json), a model directory (config.json) or a cluster "
                                "directory (model/ and labels/)")
     p.add_argument("--debug", action="store_true", help="print a traceback with an error")

@@ -32,7 +32,8 @@ def build_parser(recluster: bool = False, description: str = __doc__, out_help: 
     from ray_ncut.cli import ENGINE_HELP
     from ray_ncut.config import add_flags
 
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)  # a prefix never stands for a flag (--overwrit)
     if recluster:
         p.add_argument("--previous", required=True, metavar="RUN_DIR",
                        help="the previous run's model directory: its weights start the new head (same k), its "

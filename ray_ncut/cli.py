@@ -33,6 +33,7 @@ def stop_on_sigterm() -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
 
+
 ENGINE_HELP = ("where the work runs: ray (join or start a cluster), local (this process, no Ray), or auto "
                "(default): Ray unless the job would start its own cluster on this machine for one CPU "
                "worker over at most 100M feature values")
@@ -62,7 +63,13 @@ def absolute_paths(args, inputs: tuple = (), outputs: tuple = ()) -> None:
             raise ValueError(f"{flag} {value} is a relative path in a job run by `ray job submit`; it would be "
                              f"written under {os.getcwd()} on the cluster: give an absolute path, e.g. "
                              f"{flag} $PWD/{value}")
-        setattr(args, name, os.path.abspath(os.path.expanduser(value)))
+        path = os.path.abspath(os.path.expanduser(value))
+        relative = not os.path.isabs(os.path.expanduser(value))
+        if relative and name in inputs and in_submitted_job() and not os.path.exists(path.split("*")[0]):
+            raise ValueError(f"{flag} {value} is a relative path in a job run by `ray job submit`: it resolves "
+                             f"against {os.getcwd()} on the cluster, where it does not exist; give an absolute "
+                             f"path, e.g. {flag} $PWD/{value}")
+        setattr(args, name, path)
 
 
 def run_job(work, debug: bool = False) -> int:

@@ -246,6 +246,8 @@ def load_model_dir(path: str) -> tuple[CutHead, dict]:
     from .storage import readable
 
     path = readable(path)  # a model on object storage: a local copy of its committed version
+    if os.path.isfile(path):
+        raise ValueError(f"{path} is a file; give the model directory that holds it ({os.path.dirname(path) or '.'})")
     if not os.path.isdir(path):
         raise ValueError(f"model directory {path} does not exist")
     model_file, config_file = os.path.join(path, MODEL_FILE), os.path.join(path, CONFIG_FILE)

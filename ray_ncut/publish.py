@@ -211,11 +211,6 @@ def check_out(out: str, kind: str, overwrite: bool, inputs: tuple = ()) -> str:
         if os.path.isdir(path) and _is_same_or_parent(path, target):
             raise OutputError(f"--out {target} is inside the input folder {path}, whose next read would "
                               "pick up the output; choose a folder outside it")
-        folder = os.path.dirname(path)
-        if path.endswith(".parquet") and os.path.isfile(path) and _is_same_or_parent(folder, target):
-            raise OutputError(f"--out {target} is inside {folder}, the folder of the input {os.path.basename(path)}: "
-                              "a later read of that folder would take the output's Parquet files as data; "
-                              "choose a folder outside it")
     if os.path.lexists(target):
         if not os.path.isdir(target) or os.path.islink(target):
             raise OutputError(f"--out {target} exists and is not a folder; choose a new folder for the output")

@@ -101,7 +101,8 @@ def test_a_csv_file_is_named_with_the_formats_that_are_read(tmp_path):
     done = job("train.py", ["--data", str(csv), "--k", "2", "--out", str(tmp_path / "m")])
     assert done.returncode == 2
     assert done.stderr.strip() == (f"error: {csv} is not a Parquet file; ray_ncut reads Parquet files (a file, a folder "
-                                   "of them, or a glob), a .npy array, or builtin:NAME")
+                                   "of them, or a glob), a .npy array, or builtin:NAME; convert it with pandas: "
+                                   "pandas.read_csv(path).to_parquet(path[:-4] + '.parquet')")
 
 
 def test_a_non_numeric_feature_column_is_named(tmp_path):
@@ -173,9 +174,14 @@ def model_bytes(path):
     return {f: (path / f).read_bytes() for f in ("model.pt", "config.json")}
 
 
+# Ctrl-C (SIGINT) and `ray job stop` / Kubernetes (SIGTERM) end a job the same way; SIGTERM exits 143
+STOPS = [(signal.SIGINT, 130, ""), (signal.SIGTERM, 143, "stopped (SIGTERM): ")]
+
+
 @pytest.mark.ray
-def test_sigint_during_training_keeps_the_previous_model_says_how_to_resume_and_resume_works(
-        table, trained, tmp_path):
+@pytest.mark.parametrize("sig, code, prefix", STOPS, ids=["SIGINT", "SIGTERM"])
+def test_a_stop_during_training_keeps_the_previous_model_says_how_to_resume_and_resume_works(
+        table, trained, tmp_path, sig, code, prefix):
     out = tmp_path / "model"
     subprocess.run(["cp", "-r", str(trained), str(out)], check=True)
     before = model_bytes(out)
@@ -184,15 +190,17 @@ def test_sigint_during_training_keeps_the_previous_model_says_how_to_resume_and_
     staging = tmp_path / ".model.training"
     # one CPU worker on one machine trains in the job's own process, checkpointing to files
     wait_for(lambda: list(staging.glob("ray_train/in_process/train/checkpoint_*.pt")), proc)
-    err, family = interrupt(proc, signal.SIGINT, before_workers, ray_workers_expected=False)
+    err, family = interrupt(proc, sig, before_workers, ray_workers_expected=False)
 
-    assert proc.returncode == 130
-    assert "Traceback" not in err
+    assert proc.returncode == code
+    assert "Traceback" not in err and "SIGTERM received" not in err  # no C++ stack dump
     last = err.strip().splitlines()[-1]
-    assert last == (f"interrupted while training; the previous model at {out} is unchanged; its checkpoints are "
-                    f"kept at {staging}: re-run the same command with --resume to continue")
+    assert last == (f"{prefix}interrupted while training; the previous model at {out} is unchanged; its checkpoints "
+                    f"are kept at {staging}: re-run the same command with --resume to continue")
     assert survivors(family) == []  # no Ray process the job started is left
     assert model_bytes(out) == before and NeuralCut.load(out).predict(table[1][:5]).shape == (5,)
+    if sig == signal.SIGTERM:
+        return  # what follows is the same for both
 
     # every checkpoint carries the run's configuration; --resume refuses a flag that contradicts it
     state = torch.load(next(staging.glob("ray_train/in_process/train/checkpoint_*.pt")), weights_only=False)
@@ -230,24 +238,33 @@ def test_sigkill_during_training_leaves_the_previous_model_loadable(table, train
     assert accuracy(table[2], model.predict(table[1])) > 0.9
 
 
-@pytest.mark.ray
-def test_sigint_during_labelling_publishes_nothing_and_keeps_the_previous_labels(trained, tmp_path):
-    rng = np.random.default_rng(0)
-    big = tmp_path / "big.parquet"
-    X = rng.normal(size=(3_000_000, 2)).astype(np.float32)
-    pq.write_table(pa.table({"f1": X[:, 0], "f2": X[:, 1]}), big, row_group_size=50_000)
-    out = tmp_path / "labels"
-    first = job("assign.py", ["--model", str(trained), "--data", str(big), "--out", str(out)])
+@pytest.fixture(scope="module")
+def big_labels(trained, tmp_path_factory):
+    """3M rows (long enough to stop mid-labelling) and their labels, published once."""
+    root = tmp_path_factory.mktemp("big")
+    X = np.random.default_rng(0).normal(size=(3_000_000, 2)).astype(np.float32)
+    pq.write_table(pa.table({"f1": X[:, 0], "f2": X[:, 1]}), root / "big.parquet", row_group_size=50_000)
+    first = job("assign.py", ["--model", str(trained), "--data", str(root / "big.parquet"), "--out", str(root / "labels")])
     assert first.returncode == 0, first.stderr[-2000:]
+    return root / "big.parquet", root / "labels"
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("sig, code, prefix", STOPS, ids=["SIGINT", "SIGTERM"])
+def test_a_stop_during_labelling_publishes_nothing_and_keeps_the_previous_labels(trained, big_labels, tmp_path, sig,
+                                                                                 code, prefix):
+    big, out = big_labels[0], tmp_path / "labels"
+    subprocess.run(["cp", "-a", str(big_labels[1]), str(out)], check=True)
     before = {p.name: p.stat().st_mtime_ns for p in out.rglob("*")}
 
     before_workers = ray_workers()
     proc = start_job("assign.py", ["--model", str(trained), "--data", str(big), "--out", str(out), "--overwrite"])
     wait_for(lambda: list(tmp_path.glob(".labels.staging-*/labels/part-*.parquet")), proc)
-    err, family = interrupt(proc, signal.SIGINT, before_workers)
-    assert proc.returncode == 130 and "Traceback" not in err
-    assert err.strip().splitlines()[-1] == (f"interrupted while labelling; nothing was published and the previous "
-                                            f"labels at {out} are unchanged; re-run the same command to label again")
+    err, family = interrupt(proc, sig, before_workers)
+    assert proc.returncode == code and "Traceback" not in err and "SIGTERM received" not in err
+    assert err.strip().splitlines()[-1] == (f"{prefix}interrupted while labelling; nothing was published and the "
+                                            f"previous labels at {out} are unchanged; re-run the same command to "
+                                            "label again")
     assert survivors(family) == []
     assert {p.name: p.stat().st_mtime_ns for p in out.rglob("*")} == before
     assert not list(tmp_path.glob(".labels.*"))  # the dead run's staging folder is gone
@@ -327,3 +344,18 @@ def test_several_clusters_on_the_machine_and_no_address_starts_an_embedded_one(t
     assert done.returncode == 0, done.stderr[-3000:]
     assert "several Ray clusters run on this machine and RAY_ADDRESS names none" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+def test_a_stop_during_the_embedding_says_its_checkpoints_are_kept(tmp_path):
+    """The message of a run stopped while training its Siamese embedding, whose checkpoints
+    (not the head's) are all it has: they are kept and --resume continues them."""
+    from ray_ncut.ray.runs import _interrupted
+
+    staging = tmp_path / ".model.training"
+    (staging / "ray_train" / "in_process" / "embedding").mkdir(parents=True)
+    message = str(_interrupted("training the embedding", str(tmp_path / "model"), str(staging)))
+    assert "no checkpoint was written yet" in message  # none yet: the message says so
+    torch.save({"step": 250}, staging / "ray_train" / "in_process" / "embedding" / "checkpoint_000000250.pt")
+    message = str(_interrupted("training the embedding", str(tmp_path / "model"), str(staging)))
+    assert message == (f"interrupted while training the embedding; nothing was published at {tmp_path / 'model'}; "
+                       f"its checkpoints are kept at {staging}: re-run the same command with --resume to continue")

@@ -255,7 +255,7 @@ def _nan_rows(tmp_path):
     ("dimension", "error: {data} has 3 features, but the model expects 2"),
     ("label-column", "error: label column 'truth' not found in {data}"),
     ("out-inside-input", "error: --out {out} is inside the input folder {data}"),
-    ("nan", "error: {data} has 2 NaN or infinite value(s); the first at row 1, feature 0: nan"),  # nan and inf
+    ("nan", "error: {data} has 2 NaN or infinite value(s); the first at row 1, column 'f1': nan"),  # nan and inf
 ])
 def test_every_bad_input_of_the_labelling_job_is_one_line_exit_2_and_writes_nothing(
         trained, table, tmp_path, case, message):

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .builtin import builtin_chunks, parse_builtin, synthetic_chunk
+from ..publish import MARKER_FILE
 from ..validation import check_finite as require_finite
+from .builtin import builtin_chunks, parse_builtin, synthetic_chunk
 
 __all__ = ["ColumnSpec", "ReadUnit", "plan_units", "feature_schema", "columns_for_model", "type_kind", "read_unit", "read_unit_ids", "hash_ids", "duplicate_hashes", "repeated_values",
            "unit_sample_mask", "DataError", "LABEL_LIKE", "INPUT_FORMATS"]
@@ -83,10 +84,25 @@ def filesystem(uri: str):
     return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
-def _parquet_files(uri: str) -> tuple[object, list[str]]:
+def _outside_outputs(root: str, paths: list[str]) -> tuple[list[str], list[str]]:
+    """``(data files, skipped output folders)`` of a folder's recursive listing ``paths``: files in a
+    hidden or ``_`` folder (a job's staging) or under a ray_ncut output inside ``root`` (one with the
+    ownership marker: a model or labels written there) are outputs, not data."""
+    outputs = sorted({os.path.dirname(p) for p in paths if os.path.basename(p) == MARKER_FILE} - {root})
+
+    def is_data(p: str) -> bool:
+        hidden = any(part[:1] in "._" for part in os.path.relpath(os.path.dirname(p), root).split(os.sep)
+                     if part not in (".", ""))
+        return p.endswith(".parquet") and not hidden and not any(p.startswith(o + "/") for o in outputs)
+
+    return [p for p in paths if is_data(p)], [os.path.relpath(o, root) for o in outputs]
+
+
+def _parquet_files(uri: str) -> tuple[object, list[str], list[str]]:
     import pyarrow.fs as pafs
 
     fs, path = filesystem(uri)
+    skipped: list[str] = []
     if any(ch in path for ch in "*?["):
         if not isinstance(fs, pafs.LocalFileSystem):
             raise DataError(f"glob patterns are supported on local paths only: {uri}")
@@ -97,14 +113,13 @@ def _parquet_files(uri: str) -> tuple[object, list[str]]:
             raise DataError(f"no such file or directory: {uri}")
         if info.type == pafs.FileType.Directory:
             selector = pafs.FileSelector(path, recursive=True)
-            files = sorted(
-                i.path for i in fs.get_file_info(selector) if i.is_file and i.path.endswith(".parquet")
-            )
+            listed = sorted(i.path for i in fs.get_file_info(selector) if i.is_file)
+            files, skipped = _outside_outputs(path.rstrip("/"), listed)
         else:
             files = [path]
     if not files:
         raise DataError(f"no Parquet files found at {uri}; ray_ncut reads {INPUT_FORMATS}")
-    return fs, files
+    return fs, files, skipped
 
 
 def _is_number(arrow_type) -> bool:
@@ -200,14 +215,14 @@ def _check_same_columns(first: str, resolved: dict, path: str, schema, cols: Col
 
 
 def _plan_parquet(uri: str, cols: ColumnSpec) -> list[ReadUnit]:
-    fs, files = _parquet_files(uri)
+    fs, files, skipped = _parquet_files(uri)
     units, resolved = [], None
     root = os.path.commonpath(files) if len(files) > 1 else os.path.dirname(files[0])
     for path in files:
         meta = _parquet_metadata(fs, path)
         if resolved is None:
             resolved = _resolve_parquet_columns(meta.schema.to_arrow_schema(), cols, path)
-        else:
+            resolved["skipped_outputs"] = skipped  # said by the job's features line
             _check_same_columns(files[0], resolved, path, meta.schema.to_arrow_schema(), cols)
         start = 0
         prefix = os.path.relpath(path, root) if root else path
@@ -226,7 +241,9 @@ def _parquet_metadata(fs, path: str):
         return pq.ParquetFile(fs.open_input_file(path)).metadata
     except (pa.ArrowInvalid, OSError) as e:
         why = f" ({str(e).splitlines()[0]})" if path.endswith(".parquet") else ""
-        raise DataError(f"{path} is not a Parquet file{why}; ray_ncut reads {INPUT_FORMATS}") from None
+        hint = ("; convert it with pandas: pandas.read_csv(path).to_parquet(path[:-4] + '.parquet')"
+                if path.lower().endswith(".csv") else "")
+        raise DataError(f"{path} is not a Parquet file{why}; ray_ncut reads {INPUT_FORMATS}{hint}") from None
 
 
 def _uri_of(uri: str, path: str) -> str:

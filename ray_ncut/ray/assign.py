@@ -97,20 +97,23 @@ class AssignOptions:
 
 
 class UnitAssignActor:
-    """Ray Data callable class: a batch of unit indices -> one pickled UnitResult per unit."""
+    """Ray Data callable class: a batch of ``{"id": unit index, "unit": pickled ReadUnit}`` -> one
+    pickled UnitResult per unit. The units travel in the batches, not in the constructor: Ray keeps
+    large constructor arguments in the object store and logs an ERROR for every restartable actor
+    that has them."""
 
-    def __init__(self, model_dir, units, parts_dir, with_label, sample_rate, seed, drop_invalid):
+    def __init__(self, model_dir, parts_dir, with_label, sample_rate, seed, drop_invalid):
         self.assigner = ClusterAssigner(model_dir)
-        self.units, self.parts_dir = units, parts_dir
+        self.parts_dir = parts_dir
         self.with_label, self.sample_rate, self.seed = with_label, sample_rate, seed
         self.drop_invalid = drop_invalid
         self.node = ray.get_runtime_context().get_node_id()
 
     def __call__(self, batch: dict) -> dict:
         results = []
-        for i in batch["id"]:
-            r = assign_unit(self.assigner, self.units[int(i)], int(i), self.parts_dir,
-                           self.with_label, self.sample_rate, self.seed, drop_invalid=self.drop_invalid)
+        for i, unit in zip(batch["id"], batch["unit"]):
+            r = assign_unit(self.assigner, pickle.loads(unit), int(i), self.parts_dir,
+                            self.with_label, self.sample_rate, self.seed, drop_invalid=self.drop_invalid)
             r.node = self.node
             results.append(r)
         return {"result": np.array([pickle.dumps(r) for r in results], dtype=object)}
@@ -319,12 +322,12 @@ def _label_all(opts, fs, todo: list[int], k, parts, with_label, progress) -> dic
         return {**_merge({}, k, fs.n_features), "seconds": 0.0, "steady_rows_per_second": 0.0}
     ncut_sample = opts.ncut_sample or default_metric_sample(fs.n_features)
     sample_rate = min(1.0, ncut_sample / max(todo_rows, 1))
-    args = (absolute(opts.model), fs.units, parts, with_label, sample_rate, opts.seed, opts.drop_invalid)
+    args = (absolute(opts.model), parts, with_label, sample_rate, opts.seed, opts.drop_invalid)
     if fs.on_ray:
         size, per_actor = pool_resources(len(todo), opts.actors)
-        stream, how = _labelled_on_ray(todo, args, size, per_actor), f"with {size} actor(s)"
+        stream, how = _labelled_on_ray(fs.units, todo, args, size, per_actor), f"with {size} actor(s)"
     else:
-        stream, how = _labelled_here(todo, args), "in this process"
+        stream, how = _labelled_here(fs.units, todo, args), "in this process"
     progress(f"[ray_ncut] labelling {todo_rows} rows in {len(todo)} units {how}")
     t0, done, last = time.perf_counter(), 0, 0.0
     first = None  # (seconds, rows) when the first unit came back: the pool is up
@@ -347,22 +350,23 @@ def _label_all(opts, fs, todo: list[int], k, parts, with_label, progress) -> dic
     return {**_merge(results, k, fs.n_features), "seconds": seconds, "steady_rows_per_second": steady}
 
 
-def _labelled_on_ray(todo: list[int], args: tuple, size: int, per_actor: dict):
-    """UnitResults of the units ``todo``, from a Ray Data pool of ``size`` labelling actors."""
+def _labelled_on_ray(units: list, todo: list[int], args: tuple, size: int, per_actor: dict):
+    """UnitResults of the units ``todo`` (indices into ``units``), from a Ray Data pool of ``size``
+    labelling actors."""
     # The unit indices are made on the driver (no read tasks competing with the actors for
     # CPUs), and the pool may shrink: after a node is lost the job goes on with the actors
     # that fit on the nodes left instead of waiting for the lost capacity.
-    units = ray.data.from_items([{"id": i} for i in todo], override_num_blocks=len(todo))
-    ds = units.map_batches(UnitAssignActor, fn_constructor_args=args, batch_size=1,
+    items = ray.data.from_items([{"id": i, "unit": pickle.dumps(units[i])} for i in todo], override_num_blocks=len(todo))
+    ds = items.map_batches(UnitAssignActor, fn_constructor_args=args, batch_size=1,
                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size),
                            **per_actor)
     for row in ds.iter_rows():
         yield pickle.loads(row["result"])
 
 
-def _labelled_here(todo: list[int], args: tuple):
+def _labelled_here(units: list, todo: list[int], args: tuple):
     """UnitResults of the units ``todo``, labelled one after the other in this process."""
-    model, units, parts, with_label, sample_rate, seed, drop_invalid = args
+    model, parts, with_label, sample_rate, seed, drop_invalid = args
     assigner = ClusterAssigner(model)
     for i in todo:
         r = assign_unit(assigner, units[i], i, parts, with_label, sample_rate, seed, drop_invalid=drop_invalid)

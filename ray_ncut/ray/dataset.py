@@ -85,6 +85,9 @@ def init_ray() -> None:
         named = "named by RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "running on this machine"
         how = f"joined the Ray cluster {named}"
     stop_on_sigterm()  # again: ray.init installed Ray's own SIGTERM handler
+    # ray_ncut prints a progress line per stage; Ray Data's bars would interleave with it (and,
+    # without tqdm, log "tqdm is not installed" in the middle of the job's lines).
+    ray.data.DataContext.get_current().enable_progress_bars = False
     print(f"[ray_ncut] {how} at {_describe_cluster()}", flush=True)
 
 
@@ -224,6 +227,9 @@ def describe_columns(fs: FeatureSet) -> str:
         what = f"column {feats!r} ({fs.n_features} values a row)"
     ids = f"column {c['id']!r}" if c["id"] else "derived from file and row"
     label = f"; ground truth: column {c['label']!r} (not a feature)" if c["label"] else ""
+    skipped = c.get("skipped_outputs")
+    if skipped:
+        label += f"; skipped {len(skipped)} ray_ncut output folder(s) inside the input: {', '.join(skipped[:3])}"
     if fs.columns.model:
         what += f", matched by name to {fs.columns.model}"
         if c.get("reordered"):
@@ -304,7 +310,9 @@ def _scan_unit(unit, index: int, fraction: float, seed: int, with_label: bool) -
     first_bad = ""
     if first:  # reported, not raised: an exception in a Ray task loses its type
         row, col, value = first
-        first_bad = f"row id {batch['id'][row]!s}, feature {col}: {value}"
+        names = unit.columns.get("features") if unit.kind == "parquet" else None
+        feature = f"column {names[col]!r}" if isinstance(names, list) else f"feature {col}"
+        first_bad = f"row id {batch['id'][row]!s}, {feature}: {value}"
         X = np.where(bad, 0.0, X)
     keep = unit_sample_mask(seed, index, len(X), fraction)
     return {"moments": moments_partial(X), "n_bad": int(bad.any(1).sum()), "first_bad": first_bad,

@@ -68,6 +68,7 @@ SUMMARY_FILE = "summary.json"
 RECLUSTER_FILE = "recluster.json"
 PREPARED_FILE = "prepared.pt"  # in the staging folder only: what --resume reuses
 RAY_DIR = "ray_train"
+MIN_ROWS_PER_CLUSTER = 10  # below this many rows a cluster on average, --k is probably a mistake: say so
 KIND = "model"  # the ownership marker's kind for a model directory
 
 
@@ -327,6 +328,10 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
         raise ValueError(f"{opts.data} has n_rows={fs.n_rows}, fewer than k={opts.config.n_clusters}")
     pairs = read_constraints(opts.constraints) if opts.constraints else None
     progress(describe_columns(fs))
+    k = opts.config.n_clusters
+    if k != "auto" and fs.n_rows < MIN_ROWS_PER_CLUSTER * k:
+        progress(f"[ray_ncut] warning: --k {k} on {fs.n_rows} rows leaves about {fs.n_rows / k:.1f} rows a cluster; "
+                 "expect many tiny clusters (is k right?)")
     stage = {"now": "starting Ray"}
     try:
         return _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress)
