@@ -151,7 +151,7 @@ def test_a_bad_file_found_in_a_ray_task_keeps_its_one_line(ray_cluster, wine, tm
         done = job("train.py", ["--data", folder, "--k", "3", "--out", tmp_path / "m", *SMALL[:-2],
                                 "--engine", engine])
         lines.append(one_error_line(done))
-    assert lines[0] == lines[1] and "RayTaskError" not in lines[0] and "b.parquet" in lines[0], lines
+    assert lines[0] == lines[1] and "RayTaskError" not in lines[0] and "row id wine-100" in lines[0], lines
 
 
 def test_outputs_written_beside_a_file_input_are_never_read_as_data(wine, tmp_path):

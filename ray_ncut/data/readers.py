@@ -223,6 +223,7 @@ def _plan_parquet(uri: str, cols: ColumnSpec) -> list[ReadUnit]:
         if resolved is None:
             resolved = _resolve_parquet_columns(meta.schema.to_arrow_schema(), cols, path)
             resolved["skipped_outputs"] = skipped  # said by the job's features line
+        else:
             _check_same_columns(files[0], resolved, path, meta.schema.to_arrow_schema(), cols)
         start = 0
         prefix = os.path.relpath(path, root) if root else path
