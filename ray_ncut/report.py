@@ -265,7 +265,7 @@ def render(path: str) -> str:
                                      f"cluster id (rows in the cluster):") + _legend(ids, sizes, colours))
         truth = metrics.get("ground_truth") or {}
         if truth.get("contingency"):
-            sections.append(f"<h2>Confusion matrix</h2>"
+            sections.append("<h2>Confusion matrix</h2>"
                             + _confusion_table(truth["contingency"])
                             + f"<p>Rows of each class (column {html.escape(str(truth['column']))}) in each "
                               f"cluster, shaded by the class's share; clusters ordered by the optimal matching"
