@@ -92,8 +92,16 @@ def test_recluster_refuses_data_of_another_dimension_in_one_line(model1, days, t
     done = job("recluster.py", ["--previous", model1, "--data", days / "d1", "--out", tmp_path / "m2",
                                 "--feature-columns", "f1", *SMALL])
     assert done.returncode == 2 and not (tmp_path / "m2").exists()
+    # the previous model's columns are read by name: naming one of its two is refused before any work
     assert done.stderr.strip().splitlines()[-1] == (
-        f"error: {days / 'd1'} has 1 features, but the previous model {model1} expects 2")
+        f"error: --feature-columns should name the 2 columns the model {model1} was trained on ['f1', 'f2']; "
+        "'f2' is not among both")
+    # positional rows of another dimension
+    np.save(tmp_path / "one.npy", np.zeros((50, 1), np.float32))
+    done = job("recluster.py", ["--previous", model1, "--data", tmp_path / "one.npy", "--out", tmp_path / "m2", *SMALL])
+    assert done.returncode == 2 and not (tmp_path / "m2").exists()
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'one.npy'} has 1 features, but the previous model {model1} expects 2")
 
 
 def _inodes(out):
