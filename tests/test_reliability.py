@@ -200,24 +200,42 @@ def _join(args, env, log, address, expected, attempts=3):
     raise AssertionError(f"node {expected} of the cluster did not start: {log.read_text()[-2000:]}")
 
 
+def _nodes_running(title, nodes) -> set[int]:
+    """Indices of the nodes (their `ray start` processes) with a worker whose title contains ``title``."""
+    found = set()
+    for i, node in enumerate(nodes):
+        try:
+            family = psutil.Process(node.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            continue
+        for p in family:
+            try:
+                if title in " ".join(p.cmdline()):
+                    found.add(i)
+            except psutil.Error:
+                pass
+    return found
+
+
 def test_three_nodes_train_on_two_label_across_and_survive_losing_a_worker_node(three_nodes, table, big, tmp_path):
-    env = three_nodes["env"]
+    env, nodes = three_nodes["env"], three_nodes["nodes"]
     done = job("train.py", ["--data", table, "--k", "3", "--workers", "2", "--out", tmp_path / "model", *SMALL],
                env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "model" / "summary.json").read_text())["nodes"] == 2
 
-    args = ["--model", tmp_path / "model", "--data", big]
-    done = job("assign.py", [*args, "--out", tmp_path / "labels"], env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert check_complete(tmp_path / "labels", BIG_ROWS)["nodes"] >= 2  # the actors ran on several nodes
-
-    proc = start_job("assign.py", [*args, "--out", tmp_path / "labels2"], env=env)
-    wait_for(lambda: len(staged_parts(tmp_path, "labels2")) >= 2, proc)
-    _kill_node(three_nodes["nodes"][2])
+    # The labelling actors are spread over the nodes (Ray Data's SPREAD placement, seen from
+    # outside by their process titles); which actor labels which unit is up to timing, so the
+    # test does not ask how many nodes did work, only that losing a node with actors loses nothing.
+    proc = start_job("assign.py", ["--model", tmp_path / "model", "--data", big, "--out", tmp_path / "labels"], env=env)
+    placed = set()
+    wait_for(lambda: placed.update(_nodes_running(LABEL_ACTOR, nodes)) or (
+        len(placed) >= 2 and placed & {1, 2} and len(staged_parts(tmp_path)) >= 2), proc)
+    lost = min(placed & {1, 2})  # a worker node (the head holds the cluster) running labelling actors
+    _kill_node(nodes[lost])
     _, err = proc.communicate(timeout=400)
     assert proc.returncode == 0, err[-3000:]
-    check_complete(tmp_path / "labels2", BIG_ROWS)
+    check_complete(tmp_path / "labels", BIG_ROWS)
     assert _alive_nodes(three_nodes["address"], env) == 2  # the node really was lost
 
 

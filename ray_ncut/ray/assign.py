@@ -26,6 +26,7 @@ the parts would break pyarrow's discovery).
 
 from __future__ import annotations
 
+import gc
 import glob
 import json
 import os
@@ -332,18 +333,21 @@ def _label_all(opts, fs, todo: list[int], k, parts, with_label, progress) -> dic
     t0, done, last = time.perf_counter(), 0, 0.0
     first = None  # (seconds, rows) when the first unit came back: the pool is up
     results: dict[int, object] = {}  # unit -> its result: a unit that came back twice counts once
-    for r in stream:
-        if r.error:
-            raise DataError(r.error)  # stops the pool; the staging directory is removed
-        if r.unit in results:
-            continue
-        results[r.unit] = r
-        done += r.rows + r.dropped
-        now = time.perf_counter() - t0
-        first = first or (now, done)
-        if now - last > PROGRESS_SECONDS or done == todo_rows:
-            progress(f"[ray_ncut] labelled {done}/{todo_rows} rows ({done / max(now, 1e-9):,.0f} rows/s)")
-            last = now
+    try:
+        for r in stream:
+            if r.error:
+                raise DataError(r.error)  # stops the pool; the staging directory is removed
+            if r.unit in results:
+                continue
+            results[r.unit] = r
+            done += r.rows + r.dropped
+            now = time.perf_counter() - t0
+            first = first or (now, done)
+            if now - last > PROGRESS_SECONDS or done == todo_rows:
+                progress(f"[ray_ncut] labelled {done}/{todo_rows} rows ({done / max(now, 1e-9):,.0f} rows/s)")
+                last = now
+    finally:
+        stream.close()  # an error or Ctrl-C: stop the pool now, while Ray is still connected
     seconds = time.perf_counter() - t0
     # Rows/s once the pool is up (actor start-up excluded); the whole stage's rate where one unit.
     steady = (done - first[1]) / (seconds - first[0]) if done > first[1] and seconds > first[0] else done / seconds
@@ -360,8 +364,15 @@ def _labelled_on_ray(units: list, todo: list[int], args: tuple, size: int, per_a
     ds = items.map_batches(UnitAssignActor, fn_constructor_args=args, batch_size=1,
                            compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size),
                            **per_actor)
-    for row in ds.iter_rows():
-        yield pickle.loads(row["result"])
+    rows = iter(ds.iter_rows())
+    try:
+        for row in rows:
+            yield pickle.loads(row["result"])
+    finally:
+        # Shut Ray Data's executor down here: left to garbage collection it would do so
+        # after ray.shutdown() and print a traceback (the interrupted-job path).
+        rows.close()
+        gc.collect()
 
 
 def _labelled_here(units: list, todo: list[int], args: tuple):
