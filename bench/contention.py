@@ -74,7 +74,7 @@ def main() -> None:
     print(f"{'set':8} {'quiet s':>8} {'loaded s':>9} {'ratio':>6} {'threads':>7}  acc quiet / loaded")
     for name in args.sets.split(","):
         quiet = fit(name, args.code)
-        loaded = with_load(args.load, args.load_kind, lambda: fit(name, args.code))
+        loaded = with_load(args.load, args.load_kind, lambda name=name: fit(name, args.code))
         ratio = loaded["seconds"] / quiet["seconds"]
         print(f"{name:8} {quiet['seconds']:8.1f} {loaded['seconds']:9.1f} {ratio:6.2f} {quiet['threads']:7d}  "
               f"{quiet['acc']:.3f} / {loaded['acc']:.3f}", flush=True)

@@ -33,10 +33,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
-from ray_ncut import NeuralCut  # noqa: E402
-from ray_ncut.data.builtin import builtin_chunks, parse_builtin  # noqa: E402
-from ray_ncut.compare import format_table  # noqa: E402
 from procmem import run_measured  # noqa: E402
+
+from ray_ncut import NeuralCut  # noqa: E402
+from ray_ncut.compare import format_table  # noqa: E402
+from ray_ncut.data.builtin import builtin_chunks, parse_builtin  # noqa: E402
 
 
 def write_corpus(spec: str, folder: str, files: int) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +89,7 @@ def main() -> None:
 
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         bare1, bare_all, ours, whole = [], [], [], []
-        for rep in range(args.repeats):
+        for _ in range(args.repeats):
             bare1.append(bare_forward(model, X, 1))
             bare_all.append(bare_forward(model, X, os.cpu_count()))
             opts = AssignOptions(model=os.path.join(work, "model"), data=data, out=os.path.join(work, "labels"),

@@ -42,10 +42,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
 
 import datasets  # noqa: E402
+
 from ray_ncut import NeuralCut  # noqa: E402
+from ray_ncut.compare import format_table  # noqa: E402
 from ray_ncut.data.builtin import builtin_chunks, parse_builtin  # noqa: E402
 from ray_ncut.metrics import clustering_scores, contingency_partial, merge_contingency  # noqa: E402
-from ray_ncut.compare import format_table  # noqa: E402
 from ray_ncut.scaling import FeatureScaler  # noqa: E402
 
 BASELINES = ("kmeans", "spectral", "umap+gmm")

@@ -53,10 +53,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from procmem import run_measured, total_memory_gb  # noqa: E402
 
+from ray_ncut.compare import format_table  # noqa: E402
 from ray_ncut.data import load_builtin  # noqa: E402
 from ray_ncut.data.builtin import builtin_chunks, parse_builtin  # noqa: E402
 from ray_ncut.metrics import clustering_scores, contingency_partial  # noqa: E402
-from ray_ncut.compare import format_table  # noqa: E402
 from ray_ncut.scaling import FeatureScaler  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))

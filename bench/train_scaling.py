@@ -29,11 +29,11 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from ray_ncut.compare import format_table  # noqa: E402
 from ray_ncut.config import GraphConfig, TrainConfig  # noqa: E402
 from ray_ncut.data import load_builtin  # noqa: E402
 from ray_ncut.engine import fit_head, random_batches  # noqa: E402
 from ray_ncut.model import CutHead, HeadConfig  # noqa: E402
-from ray_ncut.compare import format_table  # noqa: E402
 from ray_ncut.scaling import FeatureScaler  # noqa: E402
 
 

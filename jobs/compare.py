@@ -8,8 +8,8 @@ import argparse
 import logging
 import sys
 
-from ray_ncut.data import load_builtin, parse_builtin
 from ray_ncut.compare import compare_with_kmeans, format_table
+from ray_ncut.data import load_builtin, parse_builtin
 
 
 def main(argv=None) -> int:

@@ -15,7 +15,8 @@ import os
 # imports torch (a value of the user's is kept). Why: ray_ncut/threads.py.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402 - after the environment default above
+
 __all__ = ["NeuralCut", "affinity", "losses", "metrics", "__version__"]
 
 _MODULES = ("affinity", "losses", "metrics")

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .data.readers import ReadUnit, filesystem, duplicate_hashes, hash_ids, read_unit, repeated_values, unit_sample_mask
+from .atomic import write_atomic
+from .data.readers import ReadUnit, duplicate_hashes, filesystem, hash_ids, read_unit, repeated_values, unit_sample_mask
 from .drift import LOW_CONFIDENCE
 from .metrics import Contingency, contingency_partial
 from .model import ClusterModel
-from .publish import write_atomic
 from .storage import is_uri
 
 __all__ = ["ClusterAssigner", "UnitResult", "assign_unit", "unit_file_name", "OUTPUT_COLUMNS", "CONFIDENCE_BINS",
@@ -174,8 +174,8 @@ def _drop_invalid(data: dict) -> tuple[dict, int, str]:
 
 def validate_labels(labels_dir: str, expected_rows: int, ids: np.ndarray) -> np.ndarray:
     """Read the written label files back, an output check before publishing: the row count must
-    equal the input's (less dropped rows) and the ids be unique. Returns the size of each cluster, in the order of the model's stable
-    ``ids`` (k,), counted from what was written, so that the published metrics count each
+    equal the input's (less dropped rows) and the ids be unique. Returns the size of each cluster,
+    in the order of the model's stable ``ids`` (k,), counted from what was written, so that the published metrics count each
     published row exactly once, whatever was retried."""
     import pyarrow.dataset as pads
 

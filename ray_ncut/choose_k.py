@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .knn import sparse_knn_graph
 from .config import DEFAULT_K_RANGE, GraphConfig, check_k_bounds
+from .knn import sparse_knn_graph
 from .warmstart import outside_small_components, top_eigenpairs
 
 __all__ = ["DEFAULT_K_RANGE", "check_k_range", "choose_k"]

@@ -11,8 +11,8 @@ import time
 
 import numpy as np
 
-from .knn import sparse_knn_graph
 from .estimator import NeuralCut
+from .knn import sparse_knn_graph
 from .metrics import clustering_scores, contingency_partial, normalized_cut
 
 __all__ = ["compare_with_kmeans", "format_table"]

@@ -123,6 +123,32 @@ class TrainConfig(_Serialisable):
 # ---------------------------------------------------------------- the one configuration
 
 
+@dataclass
+class SiameseConfig(_Serialisable):
+    """The Siamese embedding behind ``affinity="siamese"`` (:mod:`ray_ncut.siamese`)."""
+
+    dim: int = 16
+    hidden: tuple = (512, 512)
+    n_neighbors: int = 10
+    steps: int = 1000
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    margin: float = 1.0
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        for name in ("dim", "n_neighbors", "steps", "batch_size"):
+            value = getattr(self, name)
+            _check(isinstance(value, numbers.Integral) and value >= 1, f"siamese {name}={value!r} should be >= 1")
+        _check(len(self.hidden) >= 1 and min(self.hidden) >= 1, f"siamese hidden={self.hidden!r} should be widths >= 1")
+        for name in ("learning_rate", "margin"):
+            value = getattr(self, name)
+            _check(isinstance(value, numbers.Real) and value > 0, f"siamese {name}={value!r} should be > 0")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "hidden": list(self.hidden)}
+
+
 def check_k_bounds(k_range, flag: str = "k_range") -> tuple[int, int]:
     """``(k_min, k_max)`` as ints, or ValueError naming the value: two integers, 2 <= MIN <= MAX."""
     try:
@@ -234,6 +260,7 @@ class ClusterConfig(_Serialisable):
                "siamese_params={'steps': ...}: set siamese_steps instead")
         self.graph()  # each working config validates its own fields
         self.train()
+        self.siamese()
 
     def graph(self) -> GraphConfig:
         return GraphConfig(n_neighbors=self.n_neighbors, warm_neighbors=self.warm_neighbors, sigma=self.sigma,
@@ -246,11 +273,12 @@ class ClusterConfig(_Serialisable):
                            learning_rate=self.learning_rate, init=self.init, init_sample=self.init_sample,
                            distill_steps=self.distill_steps, kcl_weight=self.kcl_weight)
 
-    def siamese(self):
-        from .siamese import SiameseConfig  # siamese.py builds on model.py, which reads this module
-
-        return SiameseConfig(**{"n_neighbors": self.n_neighbors, **(self.siamese_params or {}),
-                                "steps": self.siamese_steps})
+    def siamese(self) -> SiameseConfig:
+        params = self.siamese_params or {}
+        known = [f.name for f in fields(SiameseConfig) if f.name != "steps"]
+        _check(not set(params) - set(known) - {"steps"},
+               f"siamese_params has unknown key(s) {sorted(set(params) - set(known) - {'steps'})}; known: {known}")
+        return SiameseConfig(**{"n_neighbors": self.n_neighbors, **params, "steps": self.siamese_steps})
 
     def to_dict(self) -> dict:
         d = asdict(self)

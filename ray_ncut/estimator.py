@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-
 from dataclasses import fields
 
 import numpy as np
@@ -15,11 +14,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .choose_k import check_k_range
 from .config import ClusterConfig, GraphConfig, TrainConfig
 from .drift import fit_state
-from .threads import configure_threads
 from .engine import Constraints, fit_head, subgraph_ncut, training_batches
 from .model import ClusterModel, CutHead, HeadConfig, resolve_device
 from .prepare import prepare_training, resolve_affinity
 from .scaling import FeatureScaler
+from .threads import configure_threads
 from .validation import check_finite
 
 __all__ = ["NeuralCut"]
@@ -232,7 +231,8 @@ class NeuralCut(ClusterMixin, BaseEstimator):
             raise ValueError(f"constraints name row {int(pairs.max() if pairs.max() >= n_samples else pairs.min())}, "
                              f"outside 0..{n_samples - 1}")
         if not np.isin(link, (0, 1)).all():
-            raise ValueError(f"constraints' third column should be 1 (must-link) or 0 (cannot-link), got {link[~np.isin(link, (0, 1))][0]}")
+            raise ValueError("constraints' third column should be 1 (must-link) or 0 (cannot-link), "
+                             f"got {link[~np.isin(link, (0, 1))][0]}")
         t = lambda a: torch.as_tensor(a, dtype=torch.long, device=device)  # noqa: E731
         return Constraints(Xt, t(pairs[:, 0]), t(pairs[:, 1]), t(link).bool())
 
@@ -344,7 +344,8 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         record = model.record
         seed = record.get("seed", record.get("estimator", {}).get("random_state"))  # format 1: "estimator"
         settings = model.config
-        est = cls(**{f.name: getattr(settings, f.name) for f in fields(ClusterConfig)}, random_state=seed, n_init=record.get("n_init", 1))
+        params = {f.name: getattr(settings, f.name) for f in fields(ClusterConfig)}
+        est = cls(**params, random_state=seed, n_init=record.get("n_init", 1))
         est.model_ = model.to(resolve_device(est.device))
         est.head_, est.scaler_ = model.head, model.scaler
         est.n_clusters_ = model.n_clusters

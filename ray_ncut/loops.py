@@ -17,11 +17,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .atomic import write_atomic
 from .config import GraphConfig, TrainConfig
 from .engine import Constraints, fit_head, make_optimizer, training_batches
 from .knn import neighbour_table
 from .model import CutHead, HeadConfig
-from .publish import write_atomic
 from .siamese import SiameseConfig, new_siamese, siamese_steps
 
 __all__ = ["TrainJob", "head_chunks", "embedding_chunks", "train_in_process", "embed_in_process",

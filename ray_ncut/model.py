@@ -24,7 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .publish import write_atomic, write_json_atomic
+from ._version import __version__
+from .atomic import write_atomic, write_json_atomic
+from .config import ClusterConfig
+from .nn import forward_rows, mlp, resolve_device  # noqa: F401 - forward_rows: public here before nn.py
+from .scaling import FeatureScaler
+from .storage import readable
 from .validation import check_dimension
 
 __all__ = ["HeadConfig", "CutHead", "ClusterModel", "mlp", "resolve_device", "forward_rows", "save_model_dir", "load_model_dir",
@@ -54,16 +59,6 @@ class HeadConfig:
             raise ValueError(f"n_clusters={self.n_clusters} should be >= 1")
 
 
-def mlp(d_in: int, hidden: tuple, d_out: int) -> nn.Sequential:
-    """``d_in -> hidden... -> d_out`` with ReLU between layers (the cut head's and the Siamese net's shape)."""
-    widths = (d_in, *hidden)
-    layers: list[nn.Module] = []
-    for w_in, w_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(w_in, w_out), nn.ReLU()]
-    layers.append(nn.Linear(widths[-1], d_out))
-    return nn.Sequential(*layers)
-
-
 class CutHead(nn.Module):
     """MLP ``g``; ``softmax(g(x))`` is the soft assignment Y of NeuNcut's equation (9).
 
@@ -84,12 +79,9 @@ class CutHead(nn.Module):
 
 
 def versions() -> dict:
-    import numpy
     import sklearn
 
-    from . import __version__
-
-    return {"ray_ncut": __version__, "torch": torch.__version__, "numpy": numpy.__version__, "sklearn": sklearn.__version__}
+    return {"ray_ncut": __version__, "torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__}
 
 
 class ClusterModel:
@@ -131,8 +123,6 @@ class ClusterModel:
     @property
     def config(self):
         """The :class:`ray_ncut.config.ClusterConfig` the model was trained with."""
-        from .config import ClusterConfig
-
         return ClusterConfig.from_dict(self.record.get("config", {}))
 
     def to(self, device) -> "ClusterModel":
@@ -177,8 +167,6 @@ class ClusterModel:
     @classmethod
     def load(cls, path: str, device: str = "cpu") -> "ClusterModel":
         """Read a model directory (any format up to this version's); errors are one line naming the path."""
-        from .scaling import FeatureScaler
-
         head, record = load_model_dir(path)
         return cls(head, FeatureScaler.from_dict(record["scaler"]), record).to(resolve_device(device))
 
@@ -196,20 +184,6 @@ def write_curve(path: str, curve: list[dict]) -> None:
         w.writerows(curve)
 
     write_atomic(path, write, mode="w")
-
-
-def forward_rows(device: torch.device) -> int:
-    """Rows per forward pass of a network over many rows. On a CPU, 8,192 rows keep a 256-wide
-    layer's activations (8 MB) in cache: 1.7-1.9x the rows/s of 65,536-row blocks on 2 cores
-    (docs/labelling.md). A GPU wants large blocks."""
-    return 65536 if torch.device(device).type == "cuda" else 8192
-
-
-def resolve_device(device: str) -> torch.device:
-    """"auto" -> CUDA when this process sees a GPU, else CPU; anything else as given."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def save_model_dir(path: str, head: CutHead, record: dict, reference=None) -> None:
@@ -243,8 +217,6 @@ def load_model_dir(path: str) -> tuple[CutHead, dict]:
     read as ``config``. Raises ``ValueError`` with one line naming the path when the
     directory is missing, incomplete, corrupt, or written in a newer format.
     """
-    from .storage import readable
-
     path = readable(path)  # a model on object storage: a local copy of its committed version
     if os.path.isfile(path):
         raise ValueError(f"{path} is a file; give the model directory that holds it ({os.path.dirname(path) or '.'})")
@@ -274,8 +246,6 @@ def load_model_dir(path: str) -> tuple[CutHead, dict]:
 
 def _config_of_format_1(estimator: dict) -> dict:
     """A format-1 ``estimator`` dict as a ClusterConfig dict (settings it lacked take their defaults)."""
-    from .config import ClusterConfig
-
     params = dict(estimator)
     steps = (params.get("siamese_params") or {}).get("steps")
     if steps:

@@ -35,13 +35,24 @@ local, under a folder kept for that URI.
 from __future__ import annotations
 
 import glob
-import json
 import os
 import shutil
-import socket
 import time
 import uuid
 
+from .atomic import write_atomic, write_json_atomic
+from .marker import (
+    MARKER_FILE,
+    Interrupted,
+    OutputError,
+    files_under,
+    is_same_or_parent,
+    marker_document,
+    owner_running,
+    preview,
+    read_marker,
+    this_process,
+)
 from .storage import RemoteOutput, is_uri, local_staging_parent
 
 __all__ = [
@@ -50,18 +61,6 @@ __all__ = [
     "running_owner", "owner_running", "claim_staging", "write_atomic", "record_added_file", "output_exists",
     "marker_document",
 ]
-
-MARKER_FILE = "_RAY_NCUT.json"
-WRITER = "ray_ncut"
-
-
-class OutputError(ValueError):
-    """An output path that a job must not write to, or not replace."""
-
-
-class Interrupted(Exception):
-    """A job stopped by Ctrl-C; the message says what was kept and how to go on."""
-
 
 # --------------------------------------------------------------------------- small helpers
 
@@ -80,73 +79,22 @@ def output_exists(out: str, kind: str) -> bool:
     return RemoteOutput(out, kind).exists() if is_uri(out) else os.path.isdir(out)
 
 
-def write_atomic(path: str, write, mode: str = "wb") -> None:
-    """``write(f)`` into a hidden temporary file beside ``path``, then rename it to ``path``:
-    a reader (or a crash) never sees a half-written file under the final name. The hidden
-    name (``.NAME.<pid>.<random>.tmp``) is skipped by Parquet readers and removed by the jobs' checks."""
-    folder, name = os.path.split(path)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{uuid.uuid4().hex[:6]}.tmp")
-    try:
-        with open(tmp, mode) as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.lexists(tmp):
-            os.remove(tmp)
-
-
-def write_json_atomic(path: str, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically (:func:`write_atomic`)."""
-    write_atomic(path, lambda f: json.dump(obj, f, indent=2, default=_json_default), mode="w")
-
-
-def _json_default(o):
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _files_under(path: str) -> list[str]:
-    """Every file and symlink below ``path``, relative to it, sorted."""
-    found = []
-    for root, dirs, files in os.walk(path):
-        rel = os.path.relpath(root, path)
-        # a symlinked directory is listed as an entry, never followed
-        entries = files + [d for d in dirs if os.path.islink(os.path.join(root, d))]
-        found += [os.path.normpath(os.path.join(rel, name)) for name in entries]
-    return sorted(found)
-
-
-def _read_marker(path: str) -> dict | None:
-    try:
-        with open(os.path.join(path, MARKER_FILE)) as f:
-            marker = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) and marker.get("written_by") == WRITER else None
-
-
-def _preview(names: list[str], most: int = 3) -> str:
-    shown = ", ".join(names[:most])
-    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
 # --------------------------------------------------------------------------- ownership
 
 
 def foreign_files(path: str, kind: str) -> list[str] | None:
     """Files in ``path`` that the job did not write, or ``None`` when ``path`` carries no
     marker of this ``kind`` (then none of it is the job's)."""
-    marker = _read_marker(path)
+    marker = read_marker(path)
     if marker is None or marker.get("kind") != kind:
         return None
     ours = set(marker.get("files", [])) | {MARKER_FILE}
-    return [f for f in _files_under(path) if f not in ours]
+    return [f for f in files_under(path) if f not in ours]
 
 
 def is_marked(path: str, kind: str) -> bool:
     """``path`` carries this kind's marker (a staging folder still filling up does)."""
-    marker = _read_marker(path)
+    marker = read_marker(path)
     return marker is not None and marker.get("kind") == kind
 
 
@@ -158,20 +106,17 @@ def is_ours(path: str, kind: str) -> bool:
 def _describe_foreign(path: str, kind: str) -> str:
     foreign = foreign_files(path, kind)
     if foreign is None:
-        marker = _read_marker(path)
+        marker = read_marker(path)
         entries = sorted(os.listdir(path))
         if marker is not None:
             return f"it holds a ray_ncut {marker.get('kind')} output, not a {kind} output"
-        return f"it holds {len(entries)} {'entry' if len(entries) == 1 else 'entries'} not written by ray_ncut ({_preview(entries)})"
-    return f"it also holds {len(foreign)} {'file' if len(foreign) == 1 else 'files'} ray_ncut did not write ({_preview(foreign)})"
+        noun = "entry" if len(entries) == 1 else "entries"
+        return f"it holds {len(entries)} {noun} not written by ray_ncut ({preview(entries)})"
+    return f"it also holds {len(foreign)} {'file' if len(foreign) == 1 else 'files'} ray_ncut did not write ({preview(foreign)})"
 
 
 def _resolve(path: str) -> str:
     return os.path.realpath(os.path.expanduser(path))
-
-
-def _is_same_or_parent(parent: str, child: str) -> bool:
-    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
 
 
 def local_input_path(uri: str | None) -> str | None:
@@ -197,7 +142,7 @@ def check_out(out: str, kind: str, overwrite: bool, inputs: tuple = ()) -> str:
     protected = {"/": "the root directory", _resolve("~"): "your home directory",
                  _resolve(os.getcwd()): "the working directory"}
     for path, what in protected.items():
-        if _is_same_or_parent(target, path):
+        if is_same_or_parent(target, path):
             raise OutputError(f"--out {target} is {'' if target == path else 'a parent of '}{what}; "
                               "choose a new folder for the output")
     for uri in inputs:
@@ -205,10 +150,10 @@ def check_out(out: str, kind: str, overwrite: bool, inputs: tuple = ()) -> str:
         if path is None:
             continue
         path = _resolve(path)
-        if _is_same_or_parent(target, path):
+        if is_same_or_parent(target, path):
             raise OutputError(f"--out {target} is {'the input' if target == path else 'a parent of the input'} "
                               f"{path}; choose a new folder for the output")
-        if os.path.isdir(path) and _is_same_or_parent(path, target):
+        if os.path.isdir(path) and is_same_or_parent(path, target):
             raise OutputError(f"--out {target} is inside the input folder {path}, whose next read would "
                               "pick up the output; choose a folder outside it")
     if os.path.lexists(target):
@@ -227,47 +172,10 @@ def check_out(out: str, kind: str, overwrite: bool, inputs: tuple = ()) -> str:
 # --------------------------------------------------------------------------- staging and publish
 
 
-def _process_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), to tell it from a
-    later process that reuses its number; ``None`` where /proc is not there."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _owner() -> dict:
-    pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start": _process_start(pid)}
-
-
 def running_owner(path: str) -> dict | None:
     """The owner recorded in a staging folder's marker if that process may still run, else ``None``."""
-    marker = _read_marker(path) or {}
+    marker = read_marker(path) or {}
     return marker.get("owner") if owner_running(marker) else None
-
-
-def owner_running(marker: dict) -> bool:
-    """Whether the process a marker names as its owner may still run.
-
-    Sealed markers have no running owner, and neither has this very process's. One written on
-    another host is taken as running (it cannot be checked from here); one written on this
-    host is running while its process (same pid, same start time) is.
-    """
-    owner = marker.get("owner")
-    if not owner or marker.get("complete") or owner.get("pid") == os.getpid():
-        return False
-    if owner.get("host") != socket.gethostname():
-        return True
-    try:
-        os.kill(int(owner["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    started = _process_start(int(owner["pid"]))
-    return started is None or owner.get("start") in (None, started)
 
 
 def make_staging(path: str, kind: str) -> str:
@@ -280,26 +188,16 @@ def make_staging(path: str, kind: str) -> str:
 
 def claim_staging(path: str, kind: str) -> None:
     """Take over a dead run's staging folder (``--resume``): its marker now names this process."""
-    _write_marker(path, kind, files=(_read_marker(path) or {}).get("files", []), complete=False)
-
-
-def marker_document(kind: str, files: list[str], complete: bool, owner: dict | None) -> dict:
-    """The content of a marker: who wrote the output, its kind, whether it is complete, its files
-    and (while a run may still add to it) the owning process. Local folders and object-store
-    versions carry the same document."""
-    from . import __version__
-
-    return {"written_by": WRITER, "kind": kind, "version": __version__, "complete": complete,
-            "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "files": files, "owner": owner}
+    _write_marker(path, kind, files=(read_marker(path) or {}).get("files", []), complete=False)
 
 
 def _write_marker(path: str, kind: str, files: list[str], complete: bool) -> None:
-    write_json_atomic(os.path.join(path, MARKER_FILE), marker_document(kind, files, complete, _owner()))
+    write_json_atomic(os.path.join(path, MARKER_FILE), marker_document(kind, files, complete, this_process()))
 
 
 def seal(staging: str, kind: str) -> None:
     """Mark a staging folder complete: its marker now lists every file in it."""
-    files = [f for f in _files_under(staging) if f != MARKER_FILE]
+    files = [f for f in files_under(staging) if f != MARKER_FILE]
     _write_marker(staging, kind, files, complete=True)
 
 
@@ -307,13 +205,13 @@ def record_added_file(path: str, name: str) -> None:
     """List ``name`` in the marker of the published output ``path`` (a file ray_ncut added later,
     such as a re-rendered report.html), so that ``--overwrite`` still sees nothing foreign.
     A folder without a marker is left as it is."""
-    marker = _read_marker(path)
+    marker = read_marker(path)
     if marker is not None and name not in marker.get("files", []):
         _write_marker(path, marker["kind"], sorted([*marker.get("files", []), name]), marker.get("complete", False))
 
 
 def is_complete(path: str, kind: str) -> bool:
-    marker = _read_marker(path)
+    marker = read_marker(path)
     return bool(marker and marker.get("kind") == kind and marker.get("complete"))
 
 

@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from .atomic import write_atomic
 from .storage import is_uri, readable
 
 __all__ = ["projection", "render", "write_report", "REPORT_FILE", "PROJECTION_FILE"]
@@ -312,8 +313,6 @@ def _overview(path: str, config: dict | None, summary: dict | None, metrics: dic
 
 def write_report(path: str, out_dir: str | None = None) -> str:
     """Render the report of ``path`` into ``out_dir`` (default ``path``)/report.html, atomically."""
-    from .publish import write_atomic
-
     target = os.path.join(out_dir or path, REPORT_FILE)
     page = render(path)
     write_atomic(target, lambda f: f.write(page), mode="w")

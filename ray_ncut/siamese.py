@@ -10,28 +10,13 @@ trained head needs no embedding at prediction time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from .config import SiameseConfig
 from .knn import neighbour_table
-from .model import forward_rows, mlp
+from .nn import forward_rows, mlp
 
 __all__ = ["SiameseConfig", "train_siamese", "siamese_steps", "new_siamese", "embed"]
-
-
-@dataclass
-class SiameseConfig:
-    dim: int = 16
-    hidden: tuple = (512, 512)
-    n_neighbors: int = 10
-    steps: int = 1000
-    batch_size: int = 512
-    learning_rate: float = 1e-3
-    margin: float = 1.0
-
-    def to_dict(self) -> dict:
-        return {**self.__dict__, "hidden": list(self.hidden)}
 
 
 def contrastive_loss(za, zp, zn, margin: float) -> torch.Tensor:

@@ -31,7 +31,21 @@ import tempfile
 import time
 import uuid
 
-__all__ = ["is_uri", "absolute", "describe_out", "RemoteOutput", "committed", "readable", "read_json", "copy", "local_staging_parent"]
+from .data.readers import filesystem
+from .marker import (
+    MARKER_FILE,
+    WRITER,
+    OutputError,
+    files_under,
+    is_same_or_parent,
+    marker_document,
+    owner_running,
+    preview,
+    this_process,
+)
+
+__all__ = ["is_uri", "absolute", "describe_out", "RemoteOutput", "committed", "readable", "read_json", "copy",
+           "local_staging_parent"]
 
 
 def is_uri(path) -> bool:
@@ -51,8 +65,6 @@ def describe_out(out: str) -> str:
 
 
 def _fs(uri: str):
-    from .data.readers import filesystem
-
     fs, root = filesystem(uri.rstrip("/"))
     return fs, root.rstrip("/")
 
@@ -106,7 +118,6 @@ def copy(src: str, dst: str) -> None:
 
 def _marker(fs, folder: str, kind: str | None = None) -> dict | None:
     """The ray_ncut marker (or pointer) in ``folder``, of ``kind`` if given, else ``None``."""
-    from .publish import MARKER_FILE, WRITER
 
     marker = _json(fs, f"{folder}/{MARKER_FILE}")
     if not isinstance(marker, dict) or marker.get("written_by") != WRITER:
@@ -194,7 +205,6 @@ class RemoteOutput:
         """Objects under the prefix ray_ncut did not write (the pointer, the files it lists and every
         version carrying this kind's marker are ours), or ``None`` when a pointer of another kind
         says none of it is ours."""
-        from .publish import MARKER_FILE
 
         pointer = _pointer(self.fs, self.root)
         if pointer is not None and pointer.get("kind") != self.kind:
@@ -209,12 +219,11 @@ class RemoteOutput:
 
     def check(self, overwrite: bool, inputs: tuple = ()) -> str:
         """The remote form of :func:`ray_ncut.publish.check_out`; returns the URI. Changes nothing."""
-        from .publish import OutputError, _is_same_or_parent, _preview
 
         if "/" not in self.root:
             raise OutputError(f"--out {self.uri} is a whole bucket; choose a folder inside it")
         for uri in inputs:
-            if is_uri(uri) and (_is_same_or_parent(self.uri, uri.rstrip("/")) or _is_same_or_parent(uri.rstrip("/"), self.uri)):
+            if is_uri(uri) and (is_same_or_parent(self.uri, uri.rstrip("/")) or is_same_or_parent(uri.rstrip("/"), self.uri)):
                 raise OutputError(f"--out {self.uri} overlaps the input {uri}; choose a prefix outside it")
         foreign = self._foreign()
         if foreign is None:
@@ -222,7 +231,7 @@ class RemoteOutput:
                               "choose a new prefix (nothing was changed)")
         if foreign:
             raise OutputError(f"--out {self.uri} is not replaceable: it holds {len(foreign)} "
-                              f"object{'' if len(foreign) == 1 else 's'} not written by ray_ncut ({_preview(foreign)}); "
+                              f"object{'' if len(foreign) == 1 else 's'} not written by ray_ncut ({preview(foreign)}); "
                               "choose a new prefix (nothing was changed)")
         if self.exists() and not overwrite:
             raise OutputError(f"--out {self.uri} already exists; pass --overwrite to replace it "
@@ -233,15 +242,13 @@ class RemoteOutput:
 
     def begin(self) -> str:
         """Start a new version (removing dead runs' versions first); returns its URI."""
-        from .publish import _owner
 
         self.clean_stale()
         self.version = f"v-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{uuid.uuid4().hex[:8]}"
-        self._write_version_marker(complete=False, files=[], owner=_owner())
+        self._write_version_marker(complete=False, files=[], owner=this_process())
         return self.version_uri
 
     def _write_version_marker(self, complete: bool, files: list[str], owner: dict | None) -> None:
-        from .publish import MARKER_FILE, marker_document
 
         marker = marker_document(self.kind, files, complete, owner)
         _put(self.fs, f"{self.root}/{self.version}/{MARKER_FILE}", json.dumps(marker, indent=2).encode())
@@ -251,9 +258,8 @@ class RemoteOutput:
         it (the commit) and delete the version it named before."""
         import pyarrow.fs as pafs
 
-        from .publish import MARKER_FILE, OutputError, _files_under, _preview, marker_document
 
-        for rel in _files_under(local):
+        for rel in files_under(local):
             if os.path.basename(rel) != MARKER_FILE:
                 pafs.copy_files(os.path.join(local, rel), f"{self.root}/{self.version}/{rel}",
                                 source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs)
@@ -261,7 +267,7 @@ class RemoteOutput:
         foreign = self._foreign()
         if foreign:  # something was put there while the job ran: it is never deleted
             raise OutputError(f"--out {self.uri} changed while the job ran: it holds {len(foreign)} object(s) "
-                              f"not written by ray_ncut ({_preview(foreign)}); nothing was committed")
+                              f"not written by ray_ncut ({preview(foreign)}); nothing was committed")
         before = _pointer(self.fs, self.root, self.kind)
         pointer = {**marker_document(self.kind, [f"{self.version}/{rel}" for rel in [*files, MARKER_FILE]], True, None),
                    "committed": self.version}
@@ -289,7 +295,6 @@ class RemoteOutput:
 
     def clean_stale(self) -> list[str]:
         """Delete the versions of dead runs (never the committed one, never one whose owner may run)."""
-        from .publish import owner_running
 
         pointer = _pointer(self.fs, self.root, self.kind)
         current = pointer["committed"] if pointer else None

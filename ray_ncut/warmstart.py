@@ -17,12 +17,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .knn import sparse_knn_graph
 from .config import GraphConfig, TrainConfig
+from .knn import sparse_knn_graph
 from .metrics import normalized_cut
 
-__all__ = ["top_eigenpairs", "spectral_embedding", "outside_small_components", "candidate_partitions", "choose_partition", "min_cluster_rows", "spectral_labels",
-           "distill", "warm_start"]
+__all__ = ["top_eigenpairs", "spectral_embedding", "outside_small_components", "candidate_partitions",
+           "choose_partition", "min_cluster_rows", "spectral_labels", "distill", "warm_start"]
 
 
 def top_eigenpairs(W, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,12 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.datasets import make_blobs
 
-from ray_ncut import NeuralCut
-from ray_ncut.knn import sparse_knn_graph
-from ray_ncut.assign import ClusterAssigner
-from ray_ncut.metrics import accuracy, ari, contingency_partial, nmi, normalized_cut
-
 from jobs_helpers import rendered_report
+from ray_ncut import NeuralCut
+from ray_ncut.assign import ClusterAssigner
+from ray_ncut.knn import sparse_knn_graph
+from ray_ncut.metrics import accuracy, ari, contingency_partial, nmi, normalized_cut
 
 ROOT = Path(__file__).resolve().parents[1]
 

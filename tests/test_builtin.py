@@ -85,7 +85,8 @@ def test_compare_job_rejects_an_unknown_data_set_in_one_line():
         [sys.executable, "jobs/compare.py", "--data", "builtin:nope"], cwd=ROOT, capture_output=True, text=True
     )
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == ["error: unknown built-in data set 'nope'; choose one of rings, moons, blobs, digits, fashion-mnist"]
+    assert out.stderr.strip().splitlines() == [
+        "error: unknown built-in data set 'nope'; choose one of rings, moons, blobs, digits, fashion-mnist"]
 
 
 def test_real_sets_come_in_small_read_only_chunks_loaded_once():

@@ -14,13 +14,12 @@ from sklearn.datasets import make_blobs
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from jobs_helpers import ROOT
 from ray_ncut import NeuralCut
 from ray_ncut.assign import ClusterAssigner
 from ray_ncut.config import ClusterConfig, add_flags, config_from_args, given_flags
 from ray_ncut.estimator import ESTIMATOR_ONLY
 from ray_ncut.model import ClusterModel
-
-from jobs_helpers import ROOT
 
 FAST = {"steps": 40, "distill_steps": 20, "hidden": (32, 32), "batch_size": 300}
 
@@ -84,6 +83,19 @@ def test_flags_left_out_take_the_config_defaults_and_errors_name_the_flag():
         config_from_args(p.parse_args(["--neighbors", "0"]))
     with pytest.raises(ValueError, match=r"^--hidden should be comma-separated integer widths, got 'a,b'$"):
         config_from_args(p.parse_args(["--hidden", "a,b"]))
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"dim": -3}, r"^siamese dim=-3 should be >= 1$"),
+    ({"margin": 0}, r"^siamese margin=0 should be > 0$"),
+    ({"hidden": (64, 0)}, r"^siamese hidden=\(64, 0\) should be widths >= 1$"),
+    ({"dimm": 3}, r"^siamese_params has unknown key\(s\) \['dimm'\]; known: \['dim', "),
+])
+def test_siamese_settings_are_checked_when_the_config_is_made_not_inside_torch(params, message):
+    with pytest.raises(ValueError, match=message):
+        ClusterConfig(affinity="siamese", siamese_params=params)
+    with pytest.raises(ValueError, match=message):
+        NeuralCut(2, siamese_params=params).fit(np.zeros((4, 2)))
 
 
 def test_check_estimator_passes():

@@ -85,7 +85,8 @@ def test_load_of_a_non_model_directory_names_the_missing_file(tmp_path):
 @pytest.mark.parametrize(
     "X, params, match",
     [
-        (np.array([[0.0, np.nan], [1.0, 2.0], [3.0, 4.0]]), {"n_clusters": 2}, r"1 NaN or infinite value\(s\); the first at row 0, feature 1"),
+        (np.array([[0.0, np.nan], [1.0, 2.0], [3.0, 4.0]]), {"n_clusters": 2},
+         r"1 NaN or infinite value\(s\); the first at row 0, feature 1"),
         (np.ones((3, 2)), {"n_clusters": 4}, r"n_samples=3 should be >= n_clusters=4"),
         (np.ones((10, 2)), {"n_clusters": 0}, r"n_clusters=0 should be an integer >= 1"),
         (np.ones(10), {"n_clusters": 2}, r"Expected 2D array, got 1D array"),

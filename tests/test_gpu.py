@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from ray_ncut import NeuralCut
-from ray_ncut.data import load_builtin
 from ray_ncut.assign import ClusterAssigner
+from ray_ncut.data import load_builtin
 from ray_ncut.metrics import accuracy
 
 pytestmark = [

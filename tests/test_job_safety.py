@@ -62,7 +62,8 @@ def test_k_below_two_is_one_line_exit_2(table, tmp_path, k):
 def test_k_missing_on_user_data_is_one_line(table, tmp_path):
     done = job("train.py", ["--data", str(table[0]), "--out", str(tmp_path / "m")])
     assert done.returncode == 2
-    assert done.stderr.strip() == f"error: --k is required for --data {table[0]}: the number of clusters, e.g. --k 10, or --k auto"
+    assert done.stderr.strip() == (f"error: --k is required for --data {table[0]}: the number of clusters, "
+                                   "e.g. --k 10, or --k auto")
 
 
 @pytest.mark.parametrize("out, message", [

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from ray_ncut.knn import sparse_knn_graph
 from ray_ncut.knn import (
     IVF_MIN_ROWS,
     build_index,
     default_metric_sample,
     knn_cut,
     knn_graph,
+    sparse_knn_graph,
 )
 from ray_ncut.metrics import normalized_cut, ratio_cut
 
@@ -44,18 +44,27 @@ def test_large_index_is_ivf_and_finds_true_neighbours():
     assert recall >= 0.9
 
 
+def _gpu_index_available() -> bool:
+    import faiss
+
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+@pytest.mark.skipif(_gpu_index_available(), reason="a GPU is here: tests/test_gpu.py checks the GPU index")
 def test_gpu_request_without_a_gpu_falls_back_to_cpu():
     X = np.random.default_rng(2).normal(size=(100, 3)).astype(np.float32)
     index, kind = build_index(X, use_gpu=True)
     assert kind == "Flat" and index.ntotal == 100
 
 
-def test_one_graph_scores_several_labellings_as_knn_cut_does():
+def test_one_graph_scores_several_labellings_as_the_brute_force_graph_does():
     Z = np.random.default_rng(3).normal(size=(800, 4)).astype(np.float32)
     graph = knn_graph(Z, n_neighbors=8, use_gpu=False)
+    W = sparse_knn_graph(Z.astype(np.float64), 8)
     for labels in ((Z[:, 0] > 0).astype(np.int64), (Z[:, 1] > 0).astype(np.int64) + 2 * (Z[:, 2] > 0)):
-        k = int(labels.max()) + 1
-        assert graph.cut(labels, k) == knn_cut(Z, labels, k, n_neighbors=8, use_gpu=False)
+        got = graph.cut(labels, int(labels.max()) + 1)
+        assert got["ncut"] == pytest.approx(normalized_cut(W, labels), rel=1e-4)
+        assert got["rcut"] == pytest.approx(ratio_cut(W, labels), rel=1e-4)
 
 
 def test_metric_sample_shrinks_with_the_dimension_to_bound_the_exact_search():

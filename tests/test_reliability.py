@@ -21,10 +21,19 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from sklearn.datasets import make_blobs
-from ray_ncut.model import FORMAT_VERSION
 
-from jobs_helpers import (LABEL_ACTOR, RAY_BIN, TRAIN_WORKER, forget_address, free_port, job, kill_worker,
-                          start_job, wait_for)
+from jobs_helpers import (
+    LABEL_ACTOR,
+    RAY_BIN,
+    TRAIN_WORKER,
+    forget_address,
+    free_port,
+    job,
+    kill_worker,
+    start_job,
+    wait_for,
+)
+from ray_ncut.model import FORMAT_VERSION
 
 pytestmark = pytest.mark.ray
 

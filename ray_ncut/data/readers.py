@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..publish import MARKER_FILE
+from ..marker import MARKER_FILE
 from ..validation import check_finite as require_finite
 from .builtin import builtin_chunks, parse_builtin, synthetic_chunk
 
-__all__ = ["ColumnSpec", "ReadUnit", "plan_units", "feature_schema", "columns_for_model", "type_kind", "read_unit", "read_unit_ids", "hash_ids", "duplicate_hashes", "repeated_values",
-           "unit_sample_mask", "DataError", "LABEL_LIKE", "INPUT_FORMATS"]
+__all__ = ["ColumnSpec", "ReadUnit", "plan_units", "feature_schema", "columns_for_model", "type_kind", "read_unit",
+           "read_unit_ids", "hash_ids", "duplicate_hashes", "repeated_values", "unit_sample_mask", "DataError",
+           "LABEL_LIKE", "INPUT_FORMATS"]
 
 NPY_CHUNK_ROWS = 100_000
 

@@ -39,14 +39,13 @@ from dataclasses import dataclass
 import numpy as np
 import ray
 
+from ..assign import CONFIDENCE_BINS, ClusterAssigner, assign_unit, unit_file_name, validate_labels
 from ..data.readers import ColumnSpec, DataError, columns_for_model
 from ..drift import describe as describe_drift
 from ..drift import drift_check, fit_state
-from ..assign import CONFIDENCE_BINS, ClusterAssigner, assign_unit, unit_file_name, validate_labels
 from ..manifest import MANIFEST_FILE, Reuse, build_manifest, model_fingerprint, plan_reuse
 from ..metrics import clustering_scores, merge_contingency
 from ..model import ClusterModel
-from ..report import PROJECTION_FILE, projection, write_report
 from ..publish import (
     Interrupted,
     check_out,
@@ -60,6 +59,7 @@ from ..publish import (
     write_atomic,
     write_json_atomic,
 )
+from ..report import PROJECTION_FILE, projection, write_report
 from ..storage import RemoteOutput, absolute, committed, copy, is_uri, read_json
 from .dataset import (
     PROGRESS_SECONDS,

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import ray
 
+from ..cli import stop_on_sigterm
 from ..data.readers import (
     ColumnSpec,
     DataError,
@@ -25,7 +26,6 @@ from ..data.readers import (
     repeated_values,
     unit_sample_mask,
 )
-from ..cli import stop_on_sigterm
 from ..scaling import FeatureScaler, MomentSums, merge_moments, moments_partial
 from ..validation import first_non_finite
 

@@ -32,9 +32,10 @@ from ..choose_k import check_k_range
 from ..config import ClusterConfig, GraphConfig, TrainConfig
 from ..constraints import read_constraints
 from ..data.readers import ColumnSpec, columns_for_model
+from ..knn import neighbour_table
+from ..loops import IN_PROCESS_DIR, embed_in_process, latest_checkpoint, train_in_process
 from ..metrics import accuracy, ari, nmi
 from ..model import ClusterModel, CutHead, HeadConfig
-from ..knn import neighbour_table
 from ..prepare import prepare_training, resolve_affinity
 from ..publish import (
     Interrupted,
@@ -59,7 +60,6 @@ from ..scaling import FeatureScaler
 from ..siamese import SiameseConfig, embed, new_siamese
 from ..storage import absolute
 from .dataset import collect_rows, connect, describe_columns, open_feature_set, scan_statistics
-from ..loops import IN_PROCESS_DIR, embed_in_process, latest_checkpoint, train_in_process
 from .train import TrainJob, default_workers, in_process, run_embedding_training, run_training
 
 __all__ = ["TrainOptions", "train_run", "default_sample_rows"]

@@ -150,7 +150,9 @@ def train_loop_per_worker(cfg: dict) -> None:
     graph, train = GraphConfig.from_dict(cfg["graph"]), TrainConfig.from_dict(cfg["train"])
     X, Z = _load_shard(cfg["sample"][0], rank, ctx.get_world_size(), device, cfg["head"]["input_dim"])
     # Neighbourhood minibatches come from this worker's shard: its own neighbour table.
-    neighbours = torch.from_numpy(neighbour_table(X.cpu().numpy(), graph.n_neighbors)).to(device) if train.batch_neighbors else None
+    neighbours = None
+    if train.batch_neighbors:
+        neighbours = torch.from_numpy(neighbour_table(X.cpu().numpy(), graph.n_neighbors)).to(device)
     constraints = _constraints(cfg, device)
 
     head = CutHead(HeadConfig(**cfg["head"]))
