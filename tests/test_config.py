@@ -101,7 +101,7 @@ def test_siamese_settings_are_checked_when_the_config_is_made_not_inside_torch(p
 def test_check_estimator_passes():
     from sklearn.utils.estimator_checks import check_estimator
 
-    results = check_estimator(NeuralCut(), on_fail=None)
+    results = check_estimator(NeuralCut(**FAST), on_fail=None)  # small settings: the API, not quality
     failed = [(r["check_name"], str(r["exception"])[:200]) for r in results if r["status"] == "failed"]
     assert failed == []
     skipped = {r["check_name"] for r in results if r["status"] == "skipped"}

@@ -17,7 +17,7 @@ import pytest
 import torch
 from sklearn.datasets import make_blobs
 
-from jobs_helpers import ROOT, free_port, job, ray_workers, start_job, survivors, wait_for
+from jobs_helpers import ROOT, free_port, job, ray_workers, start_job, stop_process_group, survivors, wait_for
 from ray_ncut import NeuralCut
 from ray_ncut.metrics import accuracy
 
@@ -177,10 +177,13 @@ def model_bytes(path):
 
 # Ctrl-C (SIGINT) and `ray job stop` / Kubernetes (SIGTERM) end a job the same way; SIGTERM exits 143
 STOPS = [(signal.SIGINT, 130, ""), (signal.SIGTERM, 143, "stopped (SIGTERM): ")]
+# Each stop is run once in the quick suite (SIGTERM in training, SIGINT in labelling), the other under -m slow
+TRAINING_STOPS = [pytest.param(*STOPS[0], id="SIGINT", marks=pytest.mark.slow), pytest.param(*STOPS[1], id="SIGTERM")]
+LABELLING_STOPS = [pytest.param(*STOPS[0], id="SIGINT"), pytest.param(*STOPS[1], id="SIGTERM", marks=pytest.mark.slow)]
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("sig, code, prefix", STOPS, ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig, code, prefix", TRAINING_STOPS)
 def test_a_stop_during_training_keeps_the_previous_model_says_how_to_resume_and_resume_works(
         table, trained, tmp_path, sig, code, prefix):
     out = tmp_path / "model"
@@ -251,7 +254,7 @@ def big_labels(trained, tmp_path_factory):
 
 
 @pytest.mark.ray
-@pytest.mark.parametrize("sig, code, prefix", STOPS, ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig, code, prefix", LABELLING_STOPS)
 def test_a_stop_during_labelling_publishes_nothing_and_keeps_the_previous_labels(trained, big_labels, tmp_path, sig,
                                                                                  code, prefix):
     big, out = big_labels[0], tmp_path / "labels"
@@ -295,14 +298,11 @@ def token_head(ray_cluster, tmp_path_factory):
         assert time.time() < deadline and head.poll() is None, "the head did not start"
         time.sleep(2)
     yield {"address": address, "env": env, "ray": ray_bin}
-    os.killpg(head.pid, signal.SIGTERM)  # this head's processes only; `ray stop` would stop every cluster
-    try:
-        head.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(head.pid, signal.SIGKILL)
+    stop_process_group(head)  # this head's processes only; `ray stop` would stop every cluster
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_ray_job_submit_with_token_auth_runs_the_jobs_and_writes_at_the_absolute_paths(token_head, table, tmp_path):
     data, X, y = table
     model, labels = tmp_path / "model", tmp_path / "labels"
@@ -339,6 +339,7 @@ def test_ray_job_submit_with_token_auth_runs_the_jobs_and_writes_at_the_absolute
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_several_clusters_on_the_machine_and_no_address_starts_an_embedded_one(token_head, table, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     done = job("train.py", ["--data", str(table[0]), "--k", "3", "--out", str(tmp_path / "m"), *SMALL], env=env)

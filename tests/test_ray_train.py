@@ -57,6 +57,7 @@ def test_two_workers_on_parquet_learn_the_blobs(ray_cluster, blob_parquet, tmp_p
     assert curve[0] == "step,loss,cut,orth" and len(curve) == 61
 
 
+@pytest.mark.slow
 def test_two_workers_on_builtin_blobs(ray_cluster, tmp_path):
     out = tmp_path / "run"
     train(["--data", BLOBS, "--workers", "2", "--out", str(out), *SMALL])
@@ -88,6 +89,7 @@ def test_auto_gamma_siamese_affinity_and_constraints_in_one_run(ray_cluster, blo
     assert curve_header == "step,loss,cut,orth,kcl"  # every loss term, the constraints' included
 
 
+@pytest.mark.slow
 def test_embedding_trained_by_ray_train_in_process_and_in_memory_is_the_same_with_one_worker(ray_cluster, tmp_path):
     import torch
 
@@ -113,6 +115,7 @@ def test_embedding_trained_by_ray_train_in_process_and_in_memory_is_the_same_wit
         torch.testing.assert_close(in_process[name], in_memory[name], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_head_trained_in_process_is_the_one_ray_train_trains_with_one_worker(ray_cluster, tmp_path):
     from dataclasses import replace
 

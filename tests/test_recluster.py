@@ -58,6 +58,7 @@ def run(name, *args):
     return done
 
 
+@pytest.mark.slow
 def test_ids_stay_put_as_the_data_grows_and_a_new_cluster_gets_a_new_id(model1, days, tmp_path):
     cols = COLS
     run("assign.py", "--model", model1, "--data", days / "d1", "--out", tmp_path / "l1", *cols)
@@ -108,6 +109,7 @@ def _inodes(out):
     return {p.name: p.stat().st_ino for p in (out / "labels").iterdir()}
 
 
+@pytest.mark.slow
 def test_incremental_labels_only_new_and_changed_files_and_publishes_every_row_once(model1, days, tmp_path):
     folder = tmp_path / "growing"
     folder.mkdir()

@@ -88,6 +88,7 @@ def check_complete(out, n_rows):
 # --------------------------------------------------------------------------- killed from outside
 
 
+@pytest.mark.slow
 def test_a_labelling_actor_killed_mid_run_loses_and_duplicates_nothing(trained, big, tmp_path):
     out = tmp_path / "labels"
     proc = start_job("assign.py", ["--model", trained, "--data", big, "--out", out])
@@ -100,6 +101,7 @@ def test_a_labelling_actor_killed_mid_run_loses_and_duplicates_nothing(trained, 
     check_complete(out, BIG_ROWS)
 
 
+@pytest.mark.slow
 def test_a_train_worker_killed_mid_run_resumes_from_its_checkpoint_with_the_same_quality(table, tmp_path):
     # two workers: Ray Train runs them (one CPU worker on one machine trains in the job's process)
     args = ["--data", table, "--k", "3", "--label-column", "label", "--workers", "2", *LONG]
@@ -121,6 +123,7 @@ def test_a_train_worker_killed_mid_run_resumes_from_its_checkpoint_with_the_same
     assert killed["sample_quality"]["acc"] >= whole["sample_quality"]["acc"] - 0.02 > 0.9
 
 
+@pytest.mark.slow
 def test_the_driver_killed_before_publishing_keeps_the_previous_labels_and_the_rerun_cleans_up(
         trained, big, tmp_path):
     out = tmp_path / "labels"
@@ -226,6 +229,7 @@ def _nodes_running(title, nodes) -> set[int]:
     return found
 
 
+@pytest.mark.slow
 def test_three_nodes_train_on_two_label_across_and_survive_losing_a_worker_node(three_nodes, table, big, tmp_path):
     env, nodes = three_nodes["env"], three_nodes["nodes"]
     done = job("train.py", ["--data", table, "--k", "3", "--workers", "2", "--out", tmp_path / "model", *SMALL],
@@ -337,6 +341,7 @@ def _weights(model):
     return torch.load(model / "model.pt", weights_only=True)["state_dict"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_model_and_the_same_labels_whatever_the_actor_count(trained, table, tmp_path):
     again = tmp_path / "again"
     done = job("train.py", ["--data", table, "--k", "3", "--out", again, "--label-column", "label", *SMALL])
@@ -370,6 +375,7 @@ def _cluster_memory(ray_cluster) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_soak_ten_million_rows_three_times_in_one_session_no_leak_same_output(ray_cluster, tmp_path):
     from ray_ncut import NeuralCut
     from ray_ncut.data.readers import ColumnSpec

@@ -1,6 +1,7 @@
 """Learned affinity: the Siamese embedding and the cut head trained on it."""
 
 import numpy as np
+import pytest
 import torch
 
 from ray_ncut import NeuralCut
@@ -56,6 +57,7 @@ def rings_in_50d(n: int, seed: int, signal: int = 24, d: int = 50):
     return np.c_[S, rng.normal(0, 1, (n, d - signal))].astype(np.float32), y
 
 
+@pytest.mark.slow
 def test_cut_on_the_learned_code_separates_rings_in_50d_where_the_raw_cut_does_not():
     X, y = rings_in_50d(2000, seed=0)
     raw = NeuralCut(2, affinity="knn", random_state=0).fit(X)

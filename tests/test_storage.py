@@ -161,6 +161,7 @@ def read_labels(uri):
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_s3_round_trip_and_a_killed_run_leaves_the_previous_output(ray_cluster, s3, digits_in_s3, tmp_path):
     fs, bucket = s3
     data, X, y = digits_in_s3
