@@ -275,9 +275,9 @@ class ClusterConfig(_Serialisable):
 
     def siamese(self) -> SiameseConfig:
         params = self.siamese_params or {}
-        known = [f.name for f in fields(SiameseConfig) if f.name != "steps"]
-        _check(not set(params) - set(known) - {"steps"},
-               f"siamese_params has unknown key(s) {sorted(set(params) - set(known) - {'steps'})}; known: {known}")
+        known = [f.name for f in fields(SiameseConfig) if f.name != "steps"]  # steps: siamese_steps
+        unknown = sorted(set(params) - set(known) - {"steps"})
+        _check(not unknown, f"siamese_params has unknown key(s) {unknown}; known: {known}")
         return SiameseConfig(**{"n_neighbors": self.n_neighbors, **params, "steps": self.siamese_steps})
 
     def to_dict(self) -> dict:
