@@ -85,7 +85,7 @@ def main() -> None:
         import ray
 
         from ray_ncut.data.readers import ColumnSpec
-        from ray_ncut.ray.assign import AssignOptions, assign_run
+        from ray_ncut.pipeline.label import AssignOptions, assign_run
 
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         bare1, bare_all, ours, whole = [], [], [], []

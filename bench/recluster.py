@@ -32,7 +32,7 @@ from datasets import load  # noqa: E402
 from ray_ncut import NeuralCut  # noqa: E402
 from ray_ncut.data.readers import ColumnSpec  # noqa: E402
 from ray_ncut.metrics import accuracy  # noqa: E402
-from ray_ncut.ray.runs import TrainOptions, train_run  # noqa: E402
+from ray_ncut.pipeline.train import TrainOptions, train_run  # noqa: E402
 from ray_ncut.stable_ids import churn, match_clusters  # noqa: E402
 
 

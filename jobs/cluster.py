@@ -13,34 +13,13 @@ each output is committed by its pointer, DIR/model/_RAY_NCUT.json and DIR/labels
 Exit codes: 0 done, 2 bad input, 1 failed, 130 interrupted.
 """
 
-import logging
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import assign  # noqa: E402 - the labelling job, whose flags and summary this job shares
-import train  # noqa: E402 - the training job, likewise
+from ray_ncut.pipeline.commands import cluster_main
 
 
 def main(argv=None) -> int:
-    from ray_ncut.cli import absolute_paths, run_job
-
-    parser = train.build_parser(description=__doc__, out_help="cluster directory: DIR/model and DIR/labels")
-    assign.add_labelling_flags(parser.add_argument_group("labelling"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-
-    def work():
-        from ray_ncut.ray.assign import assign_run
-        from ray_ncut.ray.runs import train_run
-
-        absolute_paths(args, inputs=("data", "constraints"), outputs=("out",))
-        model, labels = os.path.join(args.out, "model"), os.path.join(args.out, "labels")
-        train.print_summary(train_run(train.options_from_args(args, out=model)))
-        assign.print_summary(assign_run(assign.options_from_args(args, model, args.data, labels)))
-        print(f"Cluster directory {args.out}: model/ and labels/ (open labels/report.html)")
-
-    return run_job(work, args.debug)
+    return cluster_main(argv, description=__doc__)
 
 
 if __name__ == "__main__":

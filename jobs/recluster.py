@@ -13,15 +13,13 @@ recluster.json (ids kept / new / vanished, share of old rows that changed cluste
 cut before and after); jobs/assign.py then writes the kept ids. Exit codes as jobs/train.py.
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import train  # noqa: E402 - the training job, whose flags this job shares
+from ray_ncut.pipeline.commands import train_main
 
 
 def main(argv=None) -> int:
-    return train.main(argv, recluster=True, description=__doc__)
+    return train_main(argv, recluster=True, description=__doc__)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import traceback
 __all__ = ["absolute_paths", "run_job", "in_submitted_job", "stop_on_sigterm"]
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
+PROGRESS_SECONDS = 5.0  # a long stage prints at most one progress line this often
 
 _terminated = False  # whether the interruption the job is handling came from SIGTERM
 

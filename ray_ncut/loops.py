@@ -46,7 +46,6 @@ class TrainJob:
     run_name: str = "train"
     max_failures: int = 2
     record: dict | None = None  # the run's configuration, stored in every checkpoint
-    in_process: bool = False  # train here (loops.*_in_process) rather than with Ray Train
 
     def checkpoint_record(self) -> dict:
         """What every checkpoint of the run records: its configuration, the head's shape, the

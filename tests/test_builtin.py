@@ -101,8 +101,8 @@ def test_real_sets_come_in_small_read_only_chunks_loaded_once():
 
 
 def test_reading_a_built_in_set_does_not_import_torch():
-    """Ray Data read tasks import ray_ncut.data and ray_ncut.ray.dataset; torch costs ~1 s there."""
-    code = ("import sys, ray_ncut.ray.dataset; from ray_ncut.data.readers import plan_units, read_unit; "
+    """Ray Data read tasks import ray_ncut.data and the scan's module; torch costs ~1 s there."""
+    code = ("import sys, ray_ncut.pipeline.scan, ray_ncut.ray.dataset; from ray_ncut.data.readers import plan_units, read_unit; "
             "read_unit(plan_units('builtin:rings?n=100')[0]); "
             "assert 'torch' not in sys.modules and 'sklearn' not in sys.modules, 'heavy import'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

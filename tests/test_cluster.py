@@ -77,19 +77,20 @@ def test_auto_engine_uses_ray_only_where_it_pays(monkeypatch, named, running, on
     import ray
     import torch
 
+    from ray_ncut.pipeline import executor
     from ray_ncut.ray import dataset
 
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(dataset, "_clusters_on_this_machine", lambda: running)
+    monkeypatch.setattr(dataset, "clusters_on_this_machine", lambda: running)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpu)
     if named:
         monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")
     else:
         monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    assert dataset._wants_ray("auto", values, one_worker) is expected
-    assert dataset._wants_ray("ray", values, one_worker)
+    assert executor.wants_ray("auto", values, one_worker) is expected
+    assert executor.wants_ray("ray", values, one_worker)
     if one_worker:
-        assert dataset._wants_ray("local", values, one_worker) is False
+        assert executor.wants_ray("local", values, one_worker) is False
     else:  # several workers cannot run in this process: one line, before anything is written
         with pytest.raises(ValueError, match="--engine local works in this process with one CPU worker"):
-            dataset._wants_ray("local", values, one_worker)
+            executor.wants_ray("local", values, one_worker)

@@ -4,7 +4,6 @@ import argparse
 import inspect
 import json
 import shutil
-import sys
 from dataclasses import fields
 
 import numpy as np
@@ -14,7 +13,6 @@ from sklearn.datasets import make_blobs
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from jobs_helpers import ROOT
 from ray_ncut import NeuralCut
 from ray_ncut.assign import ClusterAssigner
 from ray_ncut.config import ClusterConfig, add_flags, config_from_args, given_flags
@@ -22,15 +20,6 @@ from ray_ncut.estimator import ESTIMATOR_ONLY
 from ray_ncut.model import ClusterModel
 
 FAST = {"steps": 40, "distill_steps": 20, "hidden": (32, 32), "batch_size": 300}
-
-
-def _train_job_parser():
-    sys.path.insert(0, str(ROOT / "jobs"))
-    try:
-        import train as train_job
-    finally:
-        sys.path.pop(0)
-    return train_job
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +44,8 @@ def test_estimator_parameters_are_the_config_fields_with_the_same_defaults():
 
 
 def test_the_training_jobs_flags_are_the_config_fields_and_parse_back_to_the_config():
-    train_job = _train_job_parser()
+    from ray_ncut.pipeline.commands import build_train_parser, cluster_config
+
     wanted = ClusterConfig(n_clusters=7, k_range=(3, 9), loss="cnc", gamma="auto", n_neighbors=12, warm_neighbors=25,
                            sigma=0.5, local_scaling=True, affinity="knn", siamese_steps=50, kcl_weight=0.5,
                            scaling="l2", hidden=(16, 8), init="random", init_sample=900, distill_steps=11,
@@ -69,8 +59,8 @@ def test_the_training_jobs_flags_are_the_config_fields_and_parse_back_to_the_con
         assert value != f.default, f"pick a non-default {f.name} so that the round trip shows it"
         argv += [flag] if f.metadata["switch"] else [flag, ",".join(map(str, value)) if isinstance(value, tuple)
                                                      else str(value)]
-    args = train_job.parse_args([*argv, "--out", "x"])
-    config, given = train_job.cluster_config(args)
+    args = build_train_parser().parse_args([*argv, "--out", "x"])
+    config, given = cluster_config(args)
     assert config == wanted
     assert set(given) == {f.name for f in fields(ClusterConfig) if f.metadata.get("flag")}
 

@@ -66,3 +66,18 @@ def test_the_configuration_imports_without_torch_or_ray():
     code = "import sys, ray_ncut.config, ray_ncut.marker; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_local_job_never_imports_ray(tmp_path):
+    """--engine local trains and labels in the job's process: the executor seam keeps ray unimported."""
+    code = ("import sys\n"
+            "from ray_ncut.pipeline.commands import assign_main, train_main\n"
+            "data = 'builtin:blobs?n=600&d=4&k=3'\n"
+            "assert train_main(['--data', data, '--out', 'm', '--engine', 'local', '--steps', '20',"
+            " '--distill-steps', '10', '--hidden', '16']) == 0\n"
+            "assert assign_main(['--model', 'm', '--out', 'l', '--engine', 'local']) == 0\n"
+            "print('ray imported:', 'ray' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ray imported: False")
+    assert (tmp_path / "l" / "metrics.json").is_file()

@@ -351,7 +351,7 @@ def test_several_clusters_on_the_machine_and_no_address_starts_an_embedded_one(t
 def test_a_stop_during_the_embedding_says_its_checkpoints_are_kept(tmp_path):
     """The message of a run stopped while training its Siamese embedding, whose checkpoints
     (not the head's) are all it has: they are kept and --resume continues them."""
-    from ray_ncut.ray.runs import _interrupted
+    from ray_ncut.pipeline.train import _interrupted
 
     staging = tmp_path / ".model.training"
     (staging / "ray_train" / "in_process" / "embedding").mkdir(parents=True)

@@ -1,7 +1,6 @@
 """jobs/train.py on Ray Data + Ray Train: quality, ray job submit, resume, retries, bad input."""
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +20,9 @@ SMALL = ["--steps", "60", "--batch-size", "300", "--hidden", "64,64", "--checkpo
 
 def train(args, check=True):
     """Run jobs/train.py in-process (joins the session cluster); returns exit code."""
-    sys.path.insert(0, str(ROOT / "jobs"))
-    try:
-        import train as train_job
-    finally:
-        sys.path.pop(0)
-    code = train_job.main(args)
+    from ray_ncut.pipeline.commands import train_main
+
+    code = train_main(args)
     if check:
         assert code == 0
     return code
@@ -158,12 +154,9 @@ def test_k_auto_through_train_and_assign_chooses_the_blobs_and_says_why(ray_clus
 
 
 def _assign(args):
-    sys.path.insert(0, str(ROOT / "jobs"))
-    try:
-        import assign as assign_job
-    finally:
-        sys.path.pop(0)
-    return assign_job.main(args)
+    from ray_ncut.pipeline.commands import assign_main
+
+    return assign_main(args)
 
 
 def test_constraint_id_missing_from_the_data_is_one_line(ray_cluster, blob_parquet, tmp_path, capsys):

@@ -379,7 +379,7 @@ def _cluster_memory(ray_cluster) -> int:
 def test_soak_ten_million_rows_three_times_in_one_session_no_leak_same_output(ray_cluster, tmp_path):
     from ray_ncut import NeuralCut
     from ray_ncut.data.readers import ColumnSpec
-    from ray_ncut.ray.assign import AssignOptions, assign_run
+    from ray_ncut.pipeline.label import AssignOptions, assign_run
 
     X, _ = make_blobs(5000, n_features=8, centers=10, random_state=0)
     NeuralCut(10, steps=50, hidden=(32, 32), affinity="knn", random_state=0).fit(X).save(tmp_path / "model")

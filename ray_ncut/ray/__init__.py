@@ -1,6 +1,6 @@
 """The Ray wing: the only package in ray_ncut that imports ray.
 
-dataset.py  --data URI -> Ray Data, streaming scaling statistics, training sample
-train.py    TorchTrainer wiring around ray_ncut.engine; checkpoints; resume
-runs.py     the training job end to end: data -> trained run directory
+executor.py  RayExecutor: Ray Data tasks over read units, the labelling actor pool, Ray Train runs
+dataset.py   joining or starting Ray for a job (init_ray, disconnect)
+train.py     TorchTrainer wiring around ray_ncut.loops; checkpoints; resume
 """

@@ -1,4 +1,5 @@
-"""The training job end to end: ``--data`` -> scan -> warm start -> Ray Train -> run directory.
+"""The training job end to end: ``--data`` -> scan -> warm start -> training -> run directory. No Ray:
+every pass over the data and every training run goes through one executor (:mod:`.executor`).
 
 Run directory (``--out``)::
 
@@ -25,7 +26,6 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
-import ray
 import torch
 
 from ..choose_k import check_k_range
@@ -33,7 +33,7 @@ from ..config import ClusterConfig, GraphConfig, TrainConfig
 from ..constraints import read_constraints
 from ..data.readers import ColumnSpec, columns_for_model
 from ..knn import neighbour_table
-from ..loops import IN_PROCESS_DIR, embed_in_process, latest_checkpoint, train_in_process
+from ..loops import IN_PROCESS_DIR, TrainJob, latest_checkpoint
 from ..metrics import accuracy, ari, nmi
 from ..model import ClusterModel, CutHead, HeadConfig
 from ..prepare import prepare_training, resolve_affinity
@@ -59,8 +59,8 @@ from ..recluster import describe as describe_recluster
 from ..scaling import FeatureScaler
 from ..siamese import SiameseConfig, embed, new_siamese
 from ..storage import absolute
-from .dataset import collect_rows, connect, describe_columns, open_feature_set, scan_statistics
-from .train import TrainJob, default_workers, in_process, run_embedding_training, run_training
+from .executor import Executor, open_executor
+from .scan import collect_rows, describe_columns, open_feature_set, scan_statistics
 
 __all__ = ["TrainOptions", "train_run", "default_sample_rows"]
 
@@ -166,36 +166,25 @@ def _sample_quality(model: ClusterModel, X: np.ndarray, y: np.ndarray | None) ->
     return {"rows": len(y), "acc": accuracy(y, pred), "nmi": nmi(y, pred), "ari": ari(y, pred)}
 
 
-def _gpus_per_worker(opts: TrainOptions, on_ray: bool) -> float:
-    if opts.gpus_per_worker is not None:
-        return opts.gpus_per_worker
-    if not on_ray:  # working in this process: the CPU path
-        return 0.0
-    return 1.0 if ray.cluster_resources().get("GPU", 0) >= opts.workers else 0.0
-
-
-def _gather_constraints(fs, pairs, scaler, progress) -> dict | None:
+def _gather_constraints(ex: Executor, fs, pairs, scaler, progress) -> dict | None:
     """Rows named by the constraint pairs, scaled, and the pairs as positions among them."""
     if pairs is None:
         return None
-    row_ids, Xc = collect_rows(fs, pairs.ids)
+    row_ids, Xc = collect_rows(ex, fs, pairs.ids)
     first, second, similar = pairs.index_into(row_ids)
     progress(f"[ray_ncut] constraints: {len(pairs)} pairs ({int(similar.sum())} must-link) over {len(row_ids)} rows")
     return {"X": scaler.transform(Xc).astype(np.float32), "first": first, "second": second, "similar": similar}
 
 
-def _train_embedding(job: TrainJob, X_scaled: np.ndarray, siamese: SiameseConfig, choice: dict | None,
+def _train_embedding(ex: Executor, job: TrainJob, X_scaled: np.ndarray, siamese: SiameseConfig, choice: dict | None,
                      progress) -> torch.Tensor:
-    """The Siamese code (m, e) of the scaled sample, the network trained by Ray Train."""
+    """The Siamese code (m, e) of the scaled sample, the network trained by the executor."""
     why = f" ({choice['reason']})" if choice else ""
-    how = "in this process" if job.in_process else f"with Ray Train, {job.workers} worker(s)"
+    how = "in this process" if ex.trains_here(job) else f"with Ray Train, {job.workers} worker(s)"
     progress(f"[ray_ncut] learned affinity{why}: training the Siamese embedding {how}, {siamese.steps} steps")
     t0 = time.perf_counter()
     neighbours = neighbour_table(X_scaled, siamese.n_neighbors)  # (m, s)
-    if job.in_process:
-        state = embed_in_process(job, X_scaled, neighbours, siamese, progress)
-    else:
-        state = run_embedding_training(job, X_scaled, neighbours, siamese)
+    state = ex.train_embedding(job, X_scaled, neighbours, siamese, progress)
     net, _ = new_siamese(X_scaled.shape[1], siamese, job.seed)
     net.load_state_dict(state)
     Z = embed(net.eval(), torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32)))
@@ -250,7 +239,7 @@ class PreparedRun:
         return cls(**torch.load(path, map_location="cpu", weights_only=False))
 
 
-def _prepare(opts, job, X_scaled, scaler, previous, staging, stage, progress) -> PreparedRun:
+def _prepare(ex, opts, job, X_scaled, scaler, previous, staging, stage, progress) -> PreparedRun:
     """The embedding, k (auto), gamma (auto) and the warm start; or, resuming, what the run prepared."""
     path = os.path.join(staging, PREPARED_FILE)
     if opts.resume and os.path.isfile(path):
@@ -264,7 +253,7 @@ def _prepare(opts, job, X_scaled, scaler, previous, staging, stage, progress) ->
     embedding = None
     if graph.affinity == "siamese":
         stage["now"] = "training the embedding"
-        embedding = _train_embedding(replace(job, graph=graph), X_scaled, config.siamese(), affinity_choice, progress)
+        embedding = _train_embedding(ex, replace(job, graph=graph), X_scaled, config.siamese(), affinity_choice, progress)
         stage["now"] = "preparing the training"
     head_config = HeadConfig(X_scaled.shape[1], config.k_range[0] if auto_k else config.n_clusters, config.hidden)
     warm_from_previous = previous is not None and previous.head.config == head_config and not auto_k
@@ -339,13 +328,13 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
         raise _interrupted(stage["now"], out, staging) from None
 
 
-def _scan(opts, fs, previous, progress):
+def _scan(ex: Executor, opts, fs, previous, progress):
     """The scaler, the raw training sample (m, d), the row count and the sample's ground truth."""
     sample_rows = opts.sample or default_sample_rows(fs.n_rows)
     progress(f"[ray_ncut] scanning {opts.data}: {fs.n_rows} rows x {fs.n_features} features in {len(fs.units)} read units")
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
-    scaler, X, n_rows, y_sample = scan_statistics(fs, opts.config.scaling, sample_rows, opts.seed, with_label,
-                                                       progress)
+    scaler, X, n_rows, y_sample = scan_statistics(ex, fs, opts.config.scaling, sample_rows, opts.seed, with_label,
+                                                  progress)
     if previous:  # one feature space from run to run: the previous model's scaling
         scaler = previous.scaler
     k_least = opts.config.k_range[0] if opts.config.n_clusters == "auto" else opts.config.n_clusters
@@ -355,39 +344,34 @@ def _scan(opts, fs, previous, progress):
 
 
 def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) -> dict:
-    connect(fs, opts.engine, one_worker=opts.workers in (None, 1) and not opts.gpus_per_worker, progress=progress)
-    if opts.workers is None:
-        opts = replace(opts, workers=default_workers() if fs.on_ray else 1)
+    one_worker = opts.workers in (None, 1) and not opts.gpus_per_worker
+    ex = open_executor(opts.engine, fs.n_rows * fs.n_features, one_worker, progress)
+    workers, gpus = ex.plan_training(opts.workers, opts.gpus_per_worker)
+    opts = replace(opts, workers=workers)
     stage["now"] = "scanning the data"
-    scaler, X, n_rows, y_sample = _scan(opts, fs, previous, progress)
+    scaler, X, n_rows, y_sample = _scan(ex, opts, fs, previous, progress)
     X_scaled = scaler.transform(X)
     t_scan = time.perf_counter() - t_start
     progress(f"[ray_ncut] scaling {scaler.mode}; training sample {len(X_scaled)} rows ({t_scan:.1f}s)")
-    constraints = _gather_constraints(fs, pairs, scaler, progress)
+    constraints = _gather_constraints(ex, fs, pairs, scaler, progress)
 
     stage["now"] = "preparing the training"
     _open_staging(opts, staging, progress)
     clean_stale_siblings(out, KIND, patterns=("old-*",))
-    gpus = _gpus_per_worker(opts, fs.on_ray)
     config = opts.config
     job = TrainJob(HeadConfig(fs.n_features, 2, config.hidden), config.graph(), config.train(), opts.seed,
                    opts.workers, gpus, opts.checkpoint_every, os.path.join(staging, RAY_DIR),
-                   max_failures=opts.max_failures, record={"config": config.to_dict(), "data": opts.data},
-                   in_process=not fs.on_ray or in_process(opts.workers, gpus))
-    prepared = _prepare(opts, job, X_scaled, scaler, previous, staging, stage, progress)
+                   max_failures=opts.max_failures, record={"config": config.to_dict(), "data": opts.data})
+    prepared = _prepare(ex, opts, job, X_scaled, scaler, previous, staging, stage, progress)
     scaler = FeatureScaler.from_dict(prepared.scaler)
     graph, train = GraphConfig.from_dict(prepared.graph), TrainConfig.from_dict(prepared.train)
     job = replace(job, head=HeadConfig(**prepared.head), graph=graph, train=train)
-    how = "in this process (one CPU worker on one machine)" if job.in_process else \
+    how = "in this process (one CPU worker on one machine)" if ex.trains_here(job) else \
         f"with Ray Train, {opts.workers} {'GPU' if gpus else 'CPU'} worker(s)"
     progress(f"[ray_ncut] training {train.loss} {how}, {train.steps} steps of batch {train.batch_size}")
     stage["now"] = "training"
     t_train = time.perf_counter()
-    if job.in_process:
-        state = train_in_process(job, X_scaled, prepared.init_state, Z=prepared.Z, constraints=constraints,
-                                 progress=progress)
-    else:
-        state = run_training(job, X_scaled, prepared.init_state, Z=prepared.Z, constraints=constraints)
+    state = ex.train_head(job, X_scaled, prepared.init_state, prepared.Z, constraints, progress)
     train_seconds = time.perf_counter() - t_train
 
     stage["now"] = "publishing the model"

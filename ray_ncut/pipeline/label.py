@@ -1,8 +1,8 @@
-"""Batch labelling with Ray Data, exact sharded metrics, and atomic publishing.
+"""The labelling job: every row labelled, exact sharded metrics, atomic publishing. No Ray.
 
-One Ray Data actor pool maps read units to labelled Parquet files: each actor
-loads the model once (on a GPU when the cluster has them), and for each unit it
-reads, labels, writes ``part-<unit>.parquet`` into a staging directory and returns
+The executor (:mod:`ray_ncut.pipeline.executor`; on Ray, an actor pool whose actors each load
+the model once, on a GPU when the cluster has them) maps read units to labelled Parquet
+files: for each unit a worker reads, labels, writes ``part-<unit>.parquet`` into a staging directory and returns
 the unit's partial metrics (:func:`ray_ncut.assign.assign_unit`). The driver only
 sees those partials. Then it validates the staged files (row count equals the
 input's, ids unique), writes ``metrics.json``, ``_SUCCESS`` and the ownership marker,
@@ -16,8 +16,7 @@ Layout while running, beside the output (same filesystem, so renames are atomic)
 
 On object storage (``--out s3://...``) the actors write the label files straight into a new,
 uncommitted version of the output, the driver's small files join them there, and the commit is
-one PUT of the output's pointer (:mod:`ray_ncut.storage`). Where the job runs in its own process
-(:func:`ray_ncut.ray.dataset.connect`), a loop over the units replaces the actor pool.
+one PUT of the output's pointer (:mod:`ray_ncut.storage`).
 
 The Parquet files sit in their own ``labels/`` folder so that it is a pure Parquet
 data set (``pandas.read_parquet("LABELS/labels")`` works; a ``metrics.json`` among
@@ -26,20 +25,18 @@ the parts would break pyarrow's discovery).
 
 from __future__ import annotations
 
-import gc
 import glob
 import json
 import os
-import pickle
 import shutil
 import time
 import uuid
 from dataclasses import dataclass
 
 import numpy as np
-import ray
 
-from ..assign import CONFIDENCE_BINS, ClusterAssigner, assign_unit, unit_file_name, validate_labels
+from ..assign import CONFIDENCE_BINS, unit_file_name, validate_labels
+from ..cli import PROGRESS_SECONDS
 from ..data.readers import ColumnSpec, DataError, columns_for_model
 from ..drift import describe as describe_drift
 from ..drift import drift_check, fit_state
@@ -61,18 +58,10 @@ from ..publish import (
 )
 from ..report import PROJECTION_FILE, projection, write_report
 from ..storage import RemoteOutput, absolute, committed, copy, is_uri, read_json
-from .dataset import (
-    PROGRESS_SECONDS,
-    TASK_CPUS,
-    check_unique_ids,
-    connect,
-    connected_by_job,
-    describe_columns,
-    disconnect,
-    open_feature_set,
-)
+from .executor import open_executor
+from .scan import check_unique_ids, describe_columns, open_feature_set
 
-__all__ = ["AssignOptions", "UnitAssignActor", "assign_run", "pool_resources"]
+__all__ = ["AssignOptions", "assign_run"]
 
 KIND = "labels"  # the ownership marker's kind for a labels directory
 
@@ -97,49 +86,6 @@ class AssignOptions:
     engine: str = "auto"  # "ray", "local" (this process), "auto" (dataset.connect)
 
 
-class UnitAssignActor:
-    """Ray Data callable class: a batch of ``{"id": unit index, "unit": pickled ReadUnit}`` -> one
-    pickled UnitResult per unit. The units travel in the batches, not in the constructor: Ray keeps
-    large constructor arguments in the object store and logs an ERROR for every restartable actor
-    that has them."""
-
-    def __init__(self, model_dir, parts_dir, with_label, sample_rate, seed, drop_invalid):
-        self.assigner = ClusterAssigner(model_dir)
-        self.parts_dir = parts_dir
-        self.with_label, self.sample_rate, self.seed = with_label, sample_rate, seed
-        self.drop_invalid = drop_invalid
-        self.node = ray.get_runtime_context().get_node_id()
-
-    def __call__(self, batch: dict) -> dict:
-        results = []
-        for i, unit in zip(batch["id"], batch["unit"]):
-            r = assign_unit(self.assigner, pickle.loads(unit), int(i), self.parts_dir,
-                            self.with_label, self.sample_rate, self.seed, drop_invalid=self.drop_invalid)
-            r.node = self.node
-            results.append(r)
-        return {"result": np.array([pickle.dumps(r) for r in results], dtype=object)}
-
-
-# Actors sharing one GPU: each reads (and decodes) its own units on the CPU, so
-# several per GPU keep the GPU fed while the others read.
-ACTORS_PER_GPU = 4
-
-
-def pool_resources(n_units: int, actors: int | None) -> tuple[int, dict]:
-    """Actor-pool size and per-actor resources: ``ACTORS_PER_GPU`` actors per GPU where the
-    cluster has GPUs; otherwise one per CPU, each asking for half a CPU so that small
-    clusters keep room for the driver and Ray's own tasks (whole-CPU actors deadlock a
-    2-CPU laptop)."""
-    res = ray.cluster_resources()
-    gpus = int(res.get("GPU", 0))
-    if gpus:
-        size, per_actor = gpus * ACTORS_PER_GPU, {"num_gpus": 1 / ACTORS_PER_GPU, "num_cpus": TASK_CPUS}
-    else:
-        size, per_actor = max(1, int(res.get("CPU", 1))), {"num_cpus": TASK_CPUS}
-    size = actors or size
-    return max(1, min(size, n_units)), per_actor
-
-
 # --------------------------------------------------------------------------- the job
 
 
@@ -161,8 +107,8 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     reuse = plan_reuse(_read_manifest(out), fs.units, fingerprint) if opts.incremental else Reuse()
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
     progress(describe_columns(fs))
-    connect(fs, opts.engine, one_worker=opts.actors in (None, 1), progress=progress)
-    check_unique_ids(fs)  # before any labelling work: a cheap pass over the id column only
+    ex = open_executor(opts.engine, fs.n_rows * fs.n_features, opts.actors in (None, 1), progress)
+    check_unique_ids(ex, fs)  # before any labelling work: a cheap pass over the id column only
     t_ready = time.perf_counter()
 
     clean_stale_siblings(out, KIND)
@@ -176,7 +122,7 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     try:
         _take_reused_parts(out, parts, reuse, progress)
         todo = reuse.labelled_units(len(fs.units))
-        result = _label_all(opts, fs, todo, k, parts, with_label, progress)
+        result = _label_all(ex, opts, fs, todo, k, parts, with_label, progress)
         t_labelled = time.perf_counter()
         metrics = _measure(opts, fs, k, ids, model_config, parts, with_label, reuse, result, progress)
         metrics.update(out=out, labelled_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -193,8 +139,7 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
         else:
             publish(staging, out, KIND)
     except KeyboardInterrupt:
-        if connected_by_job():  # stop this job's labelling actors: one still writing a part would keep the folder
-            disconnect()
+        ex.interrupted()  # stops this job's labelling actors: one still writing a part would keep the folder
         remove_ours(staging, KIND, settle_seconds=10.0)
         if remote:
             remote.abort()
@@ -314,7 +259,7 @@ def _feature_names(fs) -> list | None:
     return feats if isinstance(feats, list) else None
 
 
-def _label_all(opts, fs, todo: list[int], k, parts, with_label, progress) -> dict:
+def _label_all(ex, opts, fs, todo: list[int], k, parts, with_label, progress) -> dict:
     """Label the units ``todo`` (indices into ``fs.units``) into the folder ``parts``; their merged partials."""
     from ..knn import default_metric_sample
 
@@ -324,11 +269,7 @@ def _label_all(opts, fs, todo: list[int], k, parts, with_label, progress) -> dic
     ncut_sample = opts.ncut_sample or default_metric_sample(fs.n_features)
     sample_rate = min(1.0, ncut_sample / max(todo_rows, 1))
     args = (absolute(opts.model), parts, with_label, sample_rate, opts.seed, opts.drop_invalid)
-    if fs.on_ray:
-        size, per_actor = pool_resources(len(todo), opts.actors)
-        stream, how = _labelled_on_ray(fs.units, todo, args, size, per_actor), f"with {size} actor(s)"
-    else:
-        stream, how = _labelled_here(fs.units, todo, args), "in this process"
+    stream, how = ex.label_units(fs.units, todo, args, opts.actors)
     progress(f"[ray_ncut] labelling {todo_rows} rows in {len(todo)} units {how}")
     t0, done, last = time.perf_counter(), 0, 0.0
     first = None  # (seconds, rows) when the first unit came back: the pool is up
@@ -352,37 +293,6 @@ def _label_all(opts, fs, todo: list[int], k, parts, with_label, progress) -> dic
     # Rows/s once the pool is up (actor start-up excluded); the whole stage's rate where one unit.
     steady = (done - first[1]) / (seconds - first[0]) if done > first[1] and seconds > first[0] else done / seconds
     return {**_merge(results, k, fs.n_features), "seconds": seconds, "steady_rows_per_second": steady}
-
-
-def _labelled_on_ray(units: list, todo: list[int], args: tuple, size: int, per_actor: dict):
-    """UnitResults of the units ``todo`` (indices into ``units``), from a Ray Data pool of ``size``
-    labelling actors."""
-    # The unit indices are made on the driver (no read tasks competing with the actors for
-    # CPUs), and the pool may shrink: after a node is lost the job goes on with the actors
-    # that fit on the nodes left instead of waiting for the lost capacity.
-    items = ray.data.from_items([{"id": i, "unit": pickle.dumps(units[i])} for i in todo], override_num_blocks=len(todo))
-    ds = items.map_batches(UnitAssignActor, fn_constructor_args=args, batch_size=1,
-                           compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size),
-                           **per_actor)
-    rows = iter(ds.iter_rows())
-    try:
-        for row in rows:
-            yield pickle.loads(row["result"])
-    finally:
-        # Shut Ray Data's executor down here: left to garbage collection it would do so
-        # after ray.shutdown() and print a traceback (the interrupted-job path).
-        rows.close()
-        gc.collect()
-
-
-def _labelled_here(units: list, todo: list[int], args: tuple):
-    """UnitResults of the units ``todo``, labelled one after the other in this process."""
-    model, parts, with_label, sample_rate, seed, drop_invalid = args
-    assigner = ClusterAssigner(model)
-    for i in todo:
-        r = assign_unit(assigner, units[i], i, parts, with_label, sample_rate, seed, drop_invalid=drop_invalid)
-        r.node = "this process"
-        yield r
 
 
 def _merge(results: dict, k: int, d: int) -> dict:

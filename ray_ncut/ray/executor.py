@@ -1,0 +1,157 @@
+"""The Ray executor: what a job asks of Ray (:class:`ray_ncut.pipeline.executor.Executor`).
+
+Read units are mapped by Ray Data tasks, labelled by a Ray Data actor pool (each actor loads
+the model once, on a GPU when the cluster has them), and the head and the Siamese embedding
+are trained by Ray Train, except one CPU worker on a one-machine cluster, which trains in the
+job's process (:func:`ray_ncut.ray.train.in_process`).
+"""
+
+from __future__ import annotations
+
+import gc
+import pickle
+import time
+
+import numpy as np
+import ray
+
+from ..assign import ClusterAssigner, assign_unit
+from ..cli import PROGRESS_SECONDS
+from ..data.readers import DataError
+from ..loops import TrainJob, embed_in_process, train_in_process
+from .dataset import TASK_CPUS, connected_by_job, disconnect, init_ray
+from .train import default_workers, in_process, run_embedding_training, run_training
+
+__all__ = ["RayExecutor", "UnitAssignActor", "pool_resources", "ACTORS_PER_GPU"]
+
+# Actors sharing one GPU: each reads (and decodes) its own units on the CPU, so
+# several per GPU keep the GPU fed while the others read.
+ACTORS_PER_GPU = 4
+
+
+class RayExecutor:
+    """Joins or starts Ray as it is made (:func:`ray_ncut.ray.dataset.init_ray`)."""
+
+    on_ray = True
+
+    def __init__(self):
+        init_ray()
+
+    def map_units(self, units: list, fn, indices=None, progress=None, doing: str = "read") -> list:
+        """One Ray Data task per unit, on whichever node has room; results pickled back to the driver.
+        With ``progress``, a line every few seconds says how many units are ``doing``-ne."""
+        indices = list(range(len(units))) if indices is None else list(indices)
+
+        def run(batch):
+            results = [_or_data_error(fn, units[int(i)], int(i)) for i in batch["item"]]
+            return {"index": batch["item"], "result": np.array([pickle.dumps(r) for r in results], dtype=object)}
+
+        ds = ray.data.from_items(indices, override_num_blocks=max(1, len(indices)))
+        by_unit, t0, last = {}, time.perf_counter(), 0.0
+        for row in ds.map_batches(run, batch_size=1, num_cpus=TASK_CPUS).iter_rows():
+            result = pickle.loads(row["result"])
+            if isinstance(result, DataError):  # raised on the driver with its own line, not as a RayTaskError
+                raise result
+            by_unit[int(row["index"])] = result
+            now = time.perf_counter() - t0
+            if progress and (now - last > PROGRESS_SECONDS or len(by_unit) == len(indices)):
+                progress(f"[ray_ncut] {doing} {len(by_unit)}/{len(indices)} read units ({now:.0f}s)")
+                last = now
+        return [by_unit[i] for i in indices]
+
+    def label_units(self, units: list, todo: list[int], args: tuple, actors: int | None):
+        size, per_actor = pool_resources(len(todo), actors)
+        return _labelled_on_ray(units, todo, args, size, per_actor), f"with {size} actor(s)"
+
+    def plan_training(self, workers: int | None, gpus_per_worker: float | None) -> tuple[int, float]:
+        """One worker per GPU, else one per node; a GPU per worker where the cluster has one for each."""
+        workers = workers or default_workers()
+        if gpus_per_worker is None:
+            gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) >= workers else 0.0
+        return workers, gpus_per_worker
+
+    def trains_here(self, job: TrainJob) -> bool:
+        return in_process(job.workers, job.gpus_per_worker)
+
+    def train_embedding(self, job: TrainJob, X_scaled, neighbours, siamese, progress) -> dict:
+        if self.trains_here(job):
+            return embed_in_process(job, X_scaled, neighbours, siamese, progress)
+        return run_embedding_training(job, X_scaled, neighbours, siamese)
+
+    def train_head(self, job: TrainJob, X_scaled, init_state: dict, Z, constraints, progress) -> dict:
+        if self.trains_here(job):
+            return train_in_process(job, X_scaled, init_state, Z=Z, constraints=constraints, progress=progress)
+        return run_training(job, X_scaled, init_state, Z=Z, constraints=constraints)
+
+    def interrupted(self) -> None:
+        if connected_by_job():  # stop this job's actors: one still writing a part would keep the folder
+            disconnect()
+
+
+def _or_data_error(fn, unit, index):
+    """``fn(unit, index)``, or the :class:`DataError` it raised, returned: Ray would wrap it in a
+    ``RayTaskError`` whose first line loses the message."""
+    try:
+        return fn(unit, index)
+    except DataError as e:
+        return e
+
+
+class UnitAssignActor:
+    """Ray Data callable class: a batch of ``{"id": unit index, "unit": pickled ReadUnit}`` -> one
+    pickled UnitResult per unit. The units travel in the batches, not in the constructor: Ray keeps
+    large constructor arguments in the object store and logs an ERROR for every restartable actor
+    that has them."""
+
+    def __init__(self, model_dir, parts_dir, with_label, sample_rate, seed, drop_invalid):
+        self.assigner = ClusterAssigner(model_dir)
+        self.parts_dir = parts_dir
+        self.with_label, self.sample_rate, self.seed = with_label, sample_rate, seed
+        self.drop_invalid = drop_invalid
+        self.node = ray.get_runtime_context().get_node_id()
+
+    def __call__(self, batch: dict) -> dict:
+        results = []
+        for i, unit in zip(batch["id"], batch["unit"]):
+            r = assign_unit(self.assigner, pickle.loads(unit), int(i), self.parts_dir,
+                            self.with_label, self.sample_rate, self.seed, drop_invalid=self.drop_invalid)
+            r.node = self.node
+            results.append(r)
+        return {"result": np.array([pickle.dumps(r) for r in results], dtype=object)}
+
+
+def pool_resources(n_units: int, actors: int | None) -> tuple[int, dict]:
+    """Actor-pool size and per-actor resources: ``ACTORS_PER_GPU`` actors per GPU where the
+    cluster has GPUs; otherwise one per CPU, each asking for half a CPU so that small
+    clusters keep room for the driver and Ray's own tasks (whole-CPU actors deadlock a
+    2-CPU laptop)."""
+    res = ray.cluster_resources()
+    gpus = int(res.get("GPU", 0))
+    if gpus:
+        size, per_actor = gpus * ACTORS_PER_GPU, {"num_gpus": 1 / ACTORS_PER_GPU, "num_cpus": TASK_CPUS}
+    else:
+        size, per_actor = max(1, int(res.get("CPU", 1))), {"num_cpus": TASK_CPUS}
+    size = actors or size
+    return max(1, min(size, n_units)), per_actor
+
+
+def _labelled_on_ray(units: list, todo: list[int], args: tuple, size: int, per_actor: dict):
+    """UnitResults of the units ``todo`` (indices into ``units``), from a Ray Data pool of ``size``
+    labelling actors."""
+    # The unit indices are made on the driver (no read tasks competing with the actors for
+    # CPUs), and the pool may shrink: after a node is lost the job goes on with the actors
+    # that fit on the nodes left instead of waiting for the lost capacity.
+    items = ray.data.from_items([{"id": i, "unit": pickle.dumps(units[i])} for i in todo], override_num_blocks=len(todo))
+    ds = items.map_batches(UnitAssignActor, fn_constructor_args=args, batch_size=1,
+                           compute=ray.data.ActorPoolStrategy(min_size=1, max_size=size, initial_size=size),
+                           **per_actor)
+    rows = iter(ds.iter_rows())
+    try:
+        for row in rows:
+            yield pickle.loads(row["result"])
+    finally:
+        # Shut Ray Data's executor down here: left to garbage collection it would do so
+        # after ray.shutdown() and print a traceback (the interrupted-job path).
+        rows.close()
+        gc.collect()
+
