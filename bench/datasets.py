@@ -190,7 +190,20 @@ SETS = {s.name: s for s in [
     DataSet("rings", "synthetic", "ray_ncut builtin:rings, 10,000 rows", _builtin("rings", 10_000)),
     DataSet("moons", "synthetic", "ray_ncut builtin:moons, 10,000 rows", _builtin("moons", 10_000)),
 ]}
-REAL = tuple(name for name, s in SETS.items() if s.kind != "synthetic")
+
+
+def _shape(name: str):
+    from ray_ncut.data.shapes import make_shape
+
+    return lambda: make_shape(name, seed=0)
+
+
+# The shape suite (ray_ncut/data/shapes.py): rows labelled -1 are background noise, scored by no one.
+SHAPE_SETS = ("crossing-lines", "crossing-lines-noise", "three-lines", "spirals", "spirals-noise", "three-spirals",
+              "blobs-on-noise", "two-densities", "chain-links-3d", "ball-in-shell-3d")
+SETS.update({name: DataSet(name, "shape", f"ray_ncut.data.shapes {name!r}, seed 0", _shape(name))
+             for name in SHAPE_SETS})
+REAL = tuple(name for name, s in SETS.items() if s.kind not in ("synthetic", "shape"))
 
 
 def load(name: str) -> tuple[np.ndarray, np.ndarray]:
