@@ -21,7 +21,7 @@ import numpy as np
 
 from .config import DEFAULT_K_RANGE, GraphConfig, check_k_bounds
 from .knn import sparse_knn_graph
-from .warmstart import outside_small_components, top_eigenpairs
+from .warmstart import graph_components, outside_small_components, top_eigenpairs
 
 __all__ = ["DEFAULT_K_RANGE", "check_k_range", "choose_k"]
 
@@ -49,7 +49,7 @@ def choose_k(X: np.ndarray, graph: GraphConfig, k_range: tuple[int, int], seed: 
     k_min, k_max = k_range
     nn = graph.warm_neighbors
     W = sparse_knn_graph(X, nn, graph.sigma, graph.local_scaling, graph.scale_neighbor)
-    core = outside_small_components(W, nn, k_min)  # (n,) bool
+    core = outside_small_components(graph_components(W), nn, k_min)  # (n,) bool
     if not core.all():
         W = W[core][:, core]
     n = W.shape[0]
