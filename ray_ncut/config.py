@@ -231,11 +231,12 @@ class ClusterConfig(_Serialisable):
     init: str = field(default="spectral", metadata=_flag(
         "--init", "model and loss", "spectral warm start on the sample, or random", choices=INITS))
     init_sample: int = field(default=5000, metadata=_flag(
-        "--init-sample", "model and loss", "rows of the sample the spectral warm start clusters", parse=int))
+        "--init-sample", "model and loss", "rows of the sample the spectral warm start clusters (at least 20 per "
+        "cluster)", parse=int))
     distill_steps: int = field(default=300, metadata=_flag(
         "--distill-steps", "model and loss", "steps distilling the warm start into the head", parse=int))
     batch_size: int = field(default=1000, metadata=_flag(
-        "--batch-size", "training", "points per minibatch subgraph (per worker)", parse=int))
+        "--batch-size", "training", "points per minibatch subgraph (per worker; at least 3 per cluster)", parse=int))
     batch_neighbors: int = field(default=0, metadata=_flag(
         "--batch-neighbors", "training", "nearest neighbours of each anchor added to a minibatch (0: uniform)",
         parse=int))

@@ -87,7 +87,8 @@ class NeuralCut(ClusterMixin, BaseEstimator):
     hidden : tuple of int, default=(256, 256)
         Hidden widths of the MLP.
     batch_size : int, default=1000
-        Points per minibatch subgraph (capped at n_samples).
+        Points per minibatch subgraph (capped at n_samples); at least 3 per cluster
+        (raised to ``3 * n_clusters`` above k = 333; what was used: ``train_config_``).
     batch_neighbors : int, default=0
         Each minibatch is ``batch_size / (1 + batch_neighbors)`` random anchors plus
         this many of each anchor's nearest neighbours, so subgraphs hold real
@@ -103,8 +104,10 @@ class NeuralCut(ClusterMixin, BaseEstimator):
     init : {"spectral", "random"}, default="spectral"
         "spectral" clusters ``init_sample`` rows with spectral clustering on the
         same kNN graph and distills the result into the head (``distill_steps``
-        cross-entropy steps) before the cut loss takes over.
+        cross-entropy steps) before the cut loss takes over. Above 100 clusters the
+        spectral candidates use one graph; above 300, the warm start is k-means.
     init_sample : int, default=5000
+        Rows the warm start clusters; at least 20 per cluster (raised above k = 250).
     distill_steps : int, default=300
     n_init : int, default=1
         Restarts; the head with the lowest normalized cut on held-out minibatch
@@ -269,7 +272,7 @@ class NeuralCut(ClusterMixin, BaseEstimator):
             for restart in range(int(self.n_init)):
                 run = self._train_one(Xt, config, graph, seed + restart, pairs)
                 gen = torch.Generator().manual_seed(seed + 10_000 + restart)
-                score = subgraph_ncut(run["head"], Xt, graph, config.batch_size, _SELECTION_BATCHES, gen,
+                score = subgraph_ncut(run["head"], Xt, graph, run["train"].batch_size, _SELECTION_BATCHES, gen,
                                       run["Z"]) if run["head"].config.n_clusters > 1 else 0.0
                 self.selection_ncut_.append(score)
                 log.info("restart %d: held-out subgraph ncut %.4f", restart, score)

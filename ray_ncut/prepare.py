@@ -20,10 +20,24 @@ from .model import CutHead, HeadConfig
 from .siamese import SiameseConfig, embed, train_siamese
 from .warmstart import warm_start
 
-__all__ = ["Prepared", "prepare_training", "resolve_affinity"]
+__all__ = ["Prepared", "prepare_training", "resolve_affinity", "sized_for_k",
+           "WARM_ROWS_PER_CLUSTER", "BATCH_ROWS_PER_CLUSTER"]
 
 # Batches over which the auto bandwidth is described in the config.
 _SIGMA_BATCHES = 8
+
+# What grows with k (issue 27): the warm start clusters at least this many sample rows per
+# cluster (the fixed 5,000 left 5 a cluster at k = 1,000, under one neighbourhood), and each
+# minibatch holds at least this many rows per cluster (NeuNcut trains k = 1,000 on batches of 3,000).
+WARM_ROWS_PER_CLUSTER = 20
+BATCH_ROWS_PER_CLUSTER = 3
+
+
+def sized_for_k(train: TrainConfig, n_clusters: int) -> TrainConfig:
+    """``train`` with ``init_sample`` and ``batch_size`` raised to the per-cluster floors above (never
+    lowered: the defaults hold up to k = 250 and 333)."""
+    return replace(train, init_sample=max(train.init_sample, WARM_ROWS_PER_CLUSTER * n_clusters),
+                   batch_size=max(train.batch_size, BATCH_ROWS_PER_CLUSTER * n_clusters))
 
 
 def resolve_affinity(graph: GraphConfig, scaling_mode: str) -> tuple[GraphConfig, dict | None]:
@@ -88,6 +102,7 @@ def prepare_training(X: torch.Tensor, head_config: HeadConfig, graph: GraphConfi
     if k_range is not None:
         auto["k"] = _choose_k(X if Z is None else Z, graph, k_range, train.init_sample, seed)
         head_config = replace(head_config, n_clusters=auto["k"]["k"])
+    train = sized_for_k(train, head_config.n_clusters)
     torch.manual_seed(seed)
     head = CutHead(head_config).to(X.device)
     if gamma == "auto":
