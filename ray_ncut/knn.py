@@ -22,7 +22,8 @@ import torch
 from .affinity import heat_kernel, median_knn_sigma
 from .metrics import CutSums, cut_partial, cut_scores, merge_cut
 
-__all__ = ["BACKENDS", "nearest", "sparse_knn_graph", "build_index", "default_metric_sample", "knn_search", "knn_graph",
+__all__ = ["BACKENDS", "nearest", "sparse_knn_graph", "heat_kernel_graph",
+           "build_index", "default_metric_sample", "knn_search", "knn_graph",
            "knn_cut", "KnnGraph", "neighbour_table"]
 
 log = logging.getLogger(__name__)
@@ -124,11 +125,17 @@ def sparse_knn_graph(X, n_neighbors: int = 10, sigma: float | str = "auto", loca
 
     Suits a sample (10^3 - 10^5 rows): the warm start, the choice of k, tests against brute force.
     """
+    d2, idx = nearest(X, n_neighbors, backend)
+    return heat_kernel_graph(d2, idx, sigma, local_scaling, scale_neighbor)
+
+
+def heat_kernel_graph(d2: np.ndarray, idx: np.ndarray, sigma: float | str = "auto", local_scaling: bool = False,
+                      scale_neighbor: int = 7):
+    """:func:`sparse_knn_graph` from neighbours already found (``d2``, ``idx``, each (n, s), as
+    :func:`nearest` returns them), for a caller that needs the distances too."""
     import scipy.sparse as sp
 
-    n = X.shape[0]
-    d2, idx = nearest(X, n_neighbors, backend)
-    s = idx.shape[1]
+    n, s = idx.shape
     weights = heat_kernel(torch.from_numpy(d2.astype(np.float64)), torch.from_numpy(idx), sigma, local_scaling,
                           scale_neighbor).numpy()
     A = sp.csr_matrix((weights.ravel(), (np.repeat(np.arange(n), s), idx.ravel())), shape=(n, n))

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import GraphConfig, TrainConfig
-from .knn import sparse_knn_graph
+from .knn import heat_kernel_graph, nearest, sparse_knn_graph
 from .metrics import normalized_cut
 
 __all__ = ["top_eigenpairs", "spectral_embedding", "graph_components", "outside_small_components", "outside_sparse_regions",
@@ -151,13 +151,16 @@ def spectral_labels(X: np.ndarray, n_clusters: int, graph: GraphConfig, seed: in
         return sparse_knn_graph(rows, nn, graph.sigma, graph.local_scaling, graph.scale_neighbor)
 
     min_rows = min_cluster_rows(len(X), n_clusters, graph.warm_neighbors)
-    W = knn(X, graph.warm_neighbors)
+    d2, idx = nearest(X, graph.warm_neighbors, "exact")  # (n, s): one search for the graph and the density
+    W = heat_kernel_graph(d2, idx, graph.sigma, graph.local_scaling, graph.scale_neighbor)
     component = graph_components(W)
-    core = outside_small_components(component, min_rows, n_clusters) & outside_sparse_regions(X, graph.warm_neighbors, component)
+    reach = np.sqrt(np.maximum(d2[:, -1], 0.0))  # (n,) distance to the farthest of the s neighbours
+    core = outside_small_components(component, min_rows, n_clusters) & outside_sparse_regions(reach, component)
     Xc = X[core]
     nearest_core = _nearest_rows(Xc, X[~core])  # (n - n_core,) where each set-aside row joins
-    sizes = {graph.n_neighbors, graph.warm_neighbors} if n_clusters <= ONE_GRAPH_MIN_K else {graph.warm_neighbors}
-    graphs = {nn: W if nn == graph.warm_neighbors and core.all() else knn(Xc, nn) for nn in sorted(sizes)}
+    neighbour_counts = {graph.n_neighbors, graph.warm_neighbors} if n_clusters <= ONE_GRAPH_MIN_K \
+        else {graph.warm_neighbors}
+    graphs = {nn: W if nn == graph.warm_neighbors and core.all() else knn(Xc, nn) for nn in sorted(neighbour_counts)}
     W = graphs[graph.warm_neighbors]  # every candidate is scored on the denser graph
     candidates = candidate_partitions(Xc, graphs, n_clusters, seed)
     chosen, scores = choose_partition(W, candidates, n_clusters, min_rows)
@@ -189,9 +192,10 @@ SPARSE_MIN_RATIO = 3.0
 SPARSE_MAX_SHARE = 0.25
 
 
-def outside_sparse_regions(X: np.ndarray, n_neighbors: int, component: np.ndarray) -> np.ndarray:
-    """(n,) bool: rows of X (n, d) not in a region far sparser than the typical row of their
-    connected component (``component`` (n,), of the kNN graph with ``n_neighbors``).
+def outside_sparse_regions(reach: np.ndarray, component: np.ndarray) -> np.ndarray:
+    """(n,) bool: rows not in a region far sparser than the typical row of their connected
+    component, given each row's distance to its n-th neighbour ``reach`` (n,) and its
+    ``component`` (n,) of the kNN graph with n neighbours.
 
     Uniform background noise between clusters links them in the kNN graph and, being a
     region of weak edges, is itself cheap to cut off: measured on 2-D shapes, spectral
@@ -202,11 +206,8 @@ def outside_sparse_regions(X: np.ndarray, n_neighbors: int, component: np.ndarra
     size alone. A sparse majority is no background: when more than SPARSE_MAX_SHARE of a
     component's rows look sparse (a wide cluster beside a dense one), none of them is.
     """
-    from .knn import nearest
-
-    d2, _ = nearest(X, n_neighbors)
-    radius = np.log(np.sqrt(np.maximum(d2[:, -1], 1e-24)))  # (n,) log distance to the n-th neighbour
-    kept = np.ones(len(X), dtype=bool)
+    radius = np.log(np.maximum(reach, 1e-12))  # (n,) log distance to the n-th neighbour
+    kept = np.ones(len(reach), dtype=bool)
     for c in np.unique(component):
         rows = component == c
         centre = np.median(radius[rows])

@@ -11,7 +11,7 @@ from ray_ncut import NeuralCut
 from ray_ncut.config import GraphConfig
 from ray_ncut.data.shapes import NOISE, crossing_lines, make_shape, spirals
 from ray_ncut.engine import LabelsSettled
-from ray_ncut.knn import sparse_knn_graph
+from ray_ncut.knn import heat_kernel_graph, nearest
 from ray_ncut.metrics import accuracy
 from ray_ncut.warmstart import graph_components, outside_sparse_regions, spectral_labels
 
@@ -43,7 +43,8 @@ def test_crossing_lines_are_not_split():
 
 def test_uniform_background_is_set_aside_and_a_wide_cluster_beside_a_dense_one_is_not_lost():
     X, y = spirals(n=2000, noise=0.05, seed=1)
-    dense = outside_sparse_regions(X, 20, graph_components(sparse_knn_graph(X, 20)))
+    d2, idx = nearest(X, 20, "exact")
+    dense = outside_sparse_regions(np.sqrt(d2[:, -1]), graph_components(heat_kernel_graph(d2, idx)))
     assert (~dense[y == NOISE]).mean() > 0.25  # the sparsest background rows are set aside ...
     assert dense[y != NOISE].mean() > 0.99  # ... and almost no row of a spiral
     X, y = make_shape("two-densities", seed=1)  # 30% of rows in a wide Gaussian: a cluster, not noise
