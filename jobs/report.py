@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     def work():
         import os
 
-        from ray_ncut.publish import record_added_file
+        from ray_ncut.outputs.local import record_added_file
         from ray_ncut.report import REPORT_FILE, write_report
 
         if not os.path.isdir(args.dir):

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .atomic import write_atomic
-from .data.readers import ReadUnit, duplicate_hashes, filesystem, hash_ids, read_unit, repeated_values, unit_sample_mask
+from .data.readers import ReadUnit, duplicate_hashes, hash_ids, read_unit, repeated_values, unit_sample_mask
 from .drift import LOW_CONFIDENCE
 from .metrics import Contingency, contingency_partial
 from .model import ClusterModel
-from .storage import is_uri
+from .outputs.paths import filesystem, is_uri
 
 __all__ = ["ClusterAssigner", "UnitResult", "assign_unit", "unit_file_name", "OUTPUT_COLUMNS", "CONFIDENCE_BINS",
            "validate_labels"]

@@ -75,7 +75,7 @@ def absolute_paths(args, inputs: tuple = (), outputs: tuple = ()) -> None:
 
 def run_job(work, debug: bool = False) -> int:
     """Run ``work()`` (which prints its own summary) and turn its ending into an exit code."""
-    from .publish import Interrupted
+    from .outputs import Interrupted
     from .threads import configure_threads
 
     stop_on_sigterm()

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data.readers import ReadUnit, filesystem
-from .storage import absolute, readable
+from .data.readers import ReadUnit
+from .outputs import absolute, readable
+from .outputs.paths import filesystem
 
 __all__ = ["MANIFEST_FILE", "Reuse", "model_fingerprint", "file_state", "plan_reuse", "build_manifest"]
 

@@ -28,8 +28,8 @@ from ._version import __version__
 from .atomic import write_atomic, write_json_atomic
 from .config import ClusterConfig
 from .nn import forward_rows, mlp, resolve_device  # noqa: F401 - forward_rows: public here before nn.py
+from .outputs import readable
 from .scaling import FeatureScaler
-from .storage import readable
 from .validation import check_dimension
 
 __all__ = ["HeadConfig", "CutHead", "ClusterModel", "mlp", "resolve_device", "forward_rows", "save_model_dir", "load_model_dir",

@@ -16,8 +16,8 @@ import numpy as np
 from .drift import fit_state
 from .knn import knn_cut
 from .model import REFERENCE_FILE, ClusterModel
+from .outputs import readable
 from .stable_ids import IdMatch, churn, match_clusters
-from .storage import readable
 
 __all__ = ["REFERENCE_ROWS", "reference_sample", "read_reference", "carry_ids", "fit_of", "describe"]
 

@@ -21,7 +21,7 @@ import os
 import numpy as np
 
 from .atomic import write_atomic
-from .storage import is_uri, readable
+from .outputs import readable
 
 __all__ = ["projection", "render", "write_report", "REPORT_FILE", "PROJECTION_FILE"]
 
@@ -218,11 +218,10 @@ def _locate(path: str) -> tuple[str | None, str | None]:
     if os.path.isfile(os.path.join(path, "metrics.json")):
         metrics = _read_json(os.path.join(path, "metrics.json")) or {}
         model = metrics.get("model", {}).get("path")
-        if is_uri(model):
-            try:
-                model = readable(model)  # its committed version, for the training curve
-            except (OSError, ValueError):
-                model = None
+        try:
+            model = readable(model) if model else None  # on object storage: its committed version, for the curve
+        except (OSError, ValueError):
+            model = None
         return (model if model and os.path.isdir(model) else None), path
     if os.path.isfile(os.path.join(path, "config.json")):
         return path, None

@@ -63,7 +63,7 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_the_configuration_imports_without_torch_or_ray():
-    code = "import sys, ray_ncut.config, ray_ncut.marker; print(sorted({'torch', 'ray'} & set(sys.modules)))"
+    code = "import sys, ray_ncut.config, ray_ncut.outputs.marker; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 

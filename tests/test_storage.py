@@ -22,8 +22,7 @@ from sklearn.datasets import load_digits
 
 from jobs_helpers import job, start_job, wait_for
 from ray_ncut import NeuralCut
-from ray_ncut.publish import MARKER_FILE, OutputError, check_out
-from ray_ncut.storage import RemoteOutput, committed, readable
+from ray_ncut.outputs import MARKER_FILE, OutputError, RemoteOutput, committed, open_output, readable
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +58,7 @@ def objects(fs, prefix):
 
 def folder(tmp_path, name, files):
     """A local folder holding ``files`` (name -> text) and a sealed marker, as a job's staging is."""
-    from ray_ncut.publish import make_staging, seal
+    from ray_ncut.outputs.local import make_staging, seal
 
     path = make_staging(str(tmp_path / name), "model")
     for rel, text in files.items():
@@ -100,7 +99,7 @@ def test_an_uncommitted_version_is_invisible_and_a_dead_runs_version_is_cleaned(
     RemoteOutput(out, "model").publish(folder(tmp_path, "a", {"config.json": "kept"}))
     kept = committed(out)
     # a run in another process writes a version and is killed before its commit
-    code = ("from ray_ncut.storage import RemoteOutput; import os, pyarrow.fs as f;"
+    code = ("from ray_ncut.outputs import RemoteOutput; import os, pyarrow.fs as f;"
             f"r = RemoteOutput({out!r}, 'model'); v = r.begin();"
             "s, p = f.FileSystem.from_uri(v); s.open_output_stream(p + '/config.json').write(b'half');"
             "os.kill(os.getpid(), 9)")
@@ -119,17 +118,17 @@ def test_remote_outputs_follow_the_local_ownership_rules(s3, tmp_path):
         f.write(b"a user's file")
     with pytest.raises(OutputError, match=r"--out s3://bucket/users/data is not replaceable: it holds 1 object not "
                                           r"written by ray_ncut \(report.csv\)"):
-        check_out(f"{bucket}/users/data", "model", overwrite=True)
+        open_output(f"{bucket}/users/data", "model").check(overwrite=True)
     RemoteOutput(f"{bucket}/users/model", "model").publish(folder(tmp_path, "a", {"config.json": "x"}))
     with pytest.raises(OutputError, match="already exists; pass --overwrite"):
-        check_out(f"{bucket}/users/model", "model", overwrite=False)
-    assert check_out(f"{bucket}/users/model", "model", overwrite=True) == f"{bucket}/users/model"
+        open_output(f"{bucket}/users/model", "model").check(overwrite=False)
+    assert open_output(f"{bucket}/users/model", "model").check(overwrite=True) == f"{bucket}/users/model"
     with pytest.raises(OutputError, match="holds a ray_ncut output of another kind"):
-        check_out(f"{bucket}/users/model", "labels", overwrite=True)
+        open_output(f"{bucket}/users/model", "labels").check(overwrite=True)
     with pytest.raises(OutputError, match="overlaps the input s3://bucket/users/"):
-        check_out(f"{bucket}/users/new", "model", overwrite=True, inputs=(f"{bucket}/users/",))
+        open_output(f"{bucket}/users/new", "model").check(overwrite=True, inputs=(f"{bucket}/users/",))
     with pytest.raises(OutputError, match="is a whole bucket"):
-        check_out(bucket, "model", overwrite=True)
+        open_output(bucket, "model").check(overwrite=True)
     with pytest.raises(ValueError, match="s3://bucket/users/data holds no committed ray_ncut output"):
         readable(f"{bucket}/users/data")
     assert objects(fs, "bucket/users/data") == ["report.csv"]  # never touched

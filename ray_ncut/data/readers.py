@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..marker import MARKER_FILE
+from ..outputs.marker import MARKER_FILE
+from ..outputs.paths import filesystem, is_uri
 from ..validation import check_finite as require_finite
 from .builtin import builtin_chunks, parse_builtin, synthetic_chunk
 
@@ -74,15 +75,6 @@ class ReadUnit:
 
 
 # --------------------------------------------------------------------------- planning
-
-
-def filesystem(uri: str):
-    """``(pyarrow filesystem, path)`` for a local path or any URI pyarrow opens (s3://, gs://, ...)."""
-    import pyarrow.fs as pafs
-
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), os.path.abspath(uri)
 
 
 def _outside_outputs(root: str, paths: list[str]) -> tuple[list[str], list[str]]:
@@ -249,7 +241,7 @@ def _parquet_metadata(fs, path: str):
 
 
 def _uri_of(uri: str, path: str) -> str:
-    if "://" in uri:
+    if is_uri(uri):
         return uri.split("://", 1)[0] + "://" + path
     return path
 

@@ -15,6 +15,7 @@ import os
 
 from ..cli import ENGINE_HELP, absolute_paths, run_job
 from ..config import add_flags
+from ..outputs import open_output
 
 __all__ = ["build_train_parser", "train_options", "train_main", "add_labelling_flags", "assign_options",
            "assign_main", "cluster_main", "print_train_summary", "print_assign_summary"]
@@ -148,8 +149,6 @@ def train_main(argv=None, recluster: bool = False, description: str | None = Non
 
 
 def print_train_summary(summary: dict) -> None:
-    from ..storage import describe_out
-
     quality = summary.get("sample_quality")
     scores = (f" On the training sample: ACC {quality['acc']:.3f}, NMI {quality['nmi']:.3f}, "
               f"ARI {quality['ari']:.3f}." if quality else "")
@@ -161,8 +160,8 @@ def print_train_summary(summary: dict) -> None:
         f"{summary['train_seconds']:.1f}s{_resumed(summary)} "
         f"(scan {summary['scan_seconds']:.1f}s, total {summary['total_seconds']:.1f}s); "
         f"final loss {summary['final_loss']:.4f} (cut {summary['final_cut']:.4f}, orth {summary['final_orth']:.4f}).{scores} "
-        f"Model written to {describe_out(summary['out'])}: model.pt + config.json (load with NeuralCut.load or label with "
-        "jobs/assign.py), curve.csv, summary.json, reference.npy."
+        f"Model written to {open_output(summary['out'], 'model').describe()}: model.pt + config.json "
+        "(load with NeuralCut.load or label with jobs/assign.py), curve.csv, summary.json, reference.npy."
     )
     recluster = summary.get("recluster")
     if recluster:
@@ -246,8 +245,6 @@ def assign_main(argv=None, description: str | None = None) -> int:
 
 
 def print_assign_summary(m: dict) -> None:
-    from ..storage import describe_out
-
     nc = m["normalized_cut"]
     truth = m.get("ground_truth")
     scores = f" ACC {truth['acc']:.3f}, NMI {truth['nmi']:.3f}, ARI {truth['ari']:.3f};" if truth else ""
@@ -258,8 +255,8 @@ def print_assign_summary(m: dict) -> None:
     print(
         f"\nLabelled {m['rows']} rows{fresh} of {m['data']['uri']} into {len(m['cluster_sizes'])} clusters in "
         f"{m['label_seconds']:.1f}s ({m['rows_per_second']:,.0f} rows/s; total {m['seconds']:.1f}s).{scores}{cut} "
-        f"Published to {describe_out(m['out'])}: labels/part-*.parquet (id, cluster, confidence), metrics.json, report.html "
-        "(open it in a browser)."
+        f"Published to {open_output(m['out'], 'labels').describe()}: labels/part-*.parquet (id, cluster, confidence), "
+        "metrics.json, report.html (open it in a browser)."
     )
     dropped = m.get("dropped_invalid")
     if dropped and dropped["rows"]:

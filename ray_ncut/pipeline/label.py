@@ -6,8 +6,7 @@ files: for each unit a worker reads, labels, writes ``part-<unit>.parquet`` into
 the unit's partial metrics (:func:`ray_ncut.assign.assign_unit`). The driver only
 sees those partials. Then it validates the staged files (row count equals the
 input's, ids unique), writes ``metrics.json``, ``_SUCCESS`` and the ownership marker,
-and publishes with a rename (:mod:`ray_ncut.publish`: only a directory this job wrote
-is ever replaced).
+and publishes (:mod:`ray_ncut.outputs`: only an output this job wrote is ever replaced).
 
 Layout while running, beside the output (same filesystem, so renames are atomic)::
 
@@ -16,7 +15,7 @@ Layout while running, beside the output (same filesystem, so renames are atomic)
 
 On object storage (``--out s3://...``) the actors write the label files straight into a new,
 uncommitted version of the output, the driver's small files join them there, and the commit is
-one PUT of the output's pointer (:mod:`ray_ncut.storage`).
+one PUT of the output's pointer (:class:`ray_ncut.outputs.RemoteOutput`).
 
 The Parquet files sit in their own ``labels/`` folder so that it is a pure Parquet
 data set (``pandas.read_parquet("LABELS/labels")`` works; a ``metrics.json`` among
@@ -28,7 +27,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..assign import CONFIDENCE_BINS, unit_file_name, validate_labels
+from ..atomic import write_atomic, write_json_atomic
 from ..cli import PROGRESS_SECONDS
 from ..data.readers import ColumnSpec, DataError, columns_for_model
 from ..drift import describe as describe_drift
@@ -43,21 +42,9 @@ from ..drift import drift_check, fit_state
 from ..manifest import MANIFEST_FILE, Reuse, build_manifest, model_fingerprint, plan_reuse
 from ..metrics import clustering_scores, merge_contingency
 from ..model import ClusterModel
-from ..publish import (
-    Interrupted,
-    check_out,
-    clean_stale_siblings,
-    make_staging,
-    output_exists,
-    publish,
-    remove_ours,
-    seal,
-    sibling,
-    write_atomic,
-    write_json_atomic,
-)
+from ..outputs import Interrupted, Output, absolute, open_output
+from ..outputs.local import make_staging, remove_ours, seal
 from ..report import PROJECTION_FILE, projection, write_report
-from ..storage import RemoteOutput, absolute, committed, copy, is_uri, read_json
 from .executor import open_executor
 from .scan import check_unique_ids, describe_columns, open_feature_set
 
@@ -97,30 +84,26 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     and only new or changed files are read and labelled.
     """
     t_start = time.perf_counter()
-    out = check_out(opts.out, KIND, opts.overwrite or opts.incremental, inputs=(opts.data, opts.model))
+    output = open_output(opts.out, KIND)
+    out = output.check(opts.overwrite or opts.incremental, inputs=(opts.data, opts.model))
     model = ClusterModel.load(opts.model)
     k, ids, model_config = model.n_clusters, model.cluster_ids, model.record
     columns = columns_for_model(opts.columns, model.record.get("features"), opts.model)  # by name, never by position
     fs = open_feature_set(opts.data, columns, check_finite=not opts.drop_invalid)
     model.check_dimension(fs.n_features, opts.data)
     fingerprint = model_fingerprint(opts.model, ids)
-    reuse = plan_reuse(_read_manifest(out), fs.units, fingerprint) if opts.incremental else Reuse()
+    reuse = plan_reuse(output.read_json(MANIFEST_FILE), fs.units, fingerprint) if opts.incremental else Reuse()
     with_label = opts.columns.label_column is not None  # built-ins serve their truth under any name
     progress(describe_columns(fs))
     ex = open_executor(opts.engine, fs.n_rows * fs.n_features, opts.actors in (None, 1), progress)
     check_unique_ids(ex, fs)  # before any labelling work: a cheap pass over the id column only
     t_ready = time.perf_counter()
 
-    clean_stale_siblings(out, KIND)
-    staging = make_staging(sibling(out, f"staging-{uuid.uuid4().hex[:8]}"), KIND)
-    # The label files go straight to their final store: on object storage, into a new version
-    # of the output (uncommitted, so invisible) that every node can write to.
-    remote = RemoteOutput(out, KIND) if is_uri(out) else None
-    parts = f"{remote.begin()}/{LABELS_SUBDIR}" if remote else os.path.join(staging, LABELS_SUBDIR)
-    if not remote:
-        os.makedirs(parts)
+    output.clean_stale()
+    staging = make_staging(output.sibling(f"staging-{uuid.uuid4().hex[:8]}"), KIND)
+    parts = output.parts_dir(staging, LABELS_SUBDIR)  # on object storage: in a new, uncommitted version
     try:
-        _take_reused_parts(out, parts, reuse, progress)
+        _take_reused_parts(output, parts, reuse, progress)
         todo = reuse.labelled_units(len(fs.units))
         result = _label_all(ex, opts, fs, todo, k, parts, with_label, progress)
         t_labelled = time.perf_counter()
@@ -134,21 +117,16 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
         for partial in glob.glob(os.path.join(staging, LABELS_SUBDIR, ".*.tmp")):  # of a task killed mid-write
             os.remove(partial)
         seal(staging, KIND)
-        if remote:
-            remote.commit(staging)  # uploads the small files beside the labels, then moves the pointer
-        else:
-            publish(staging, out, KIND)
+        output.publish(staging)
     except KeyboardInterrupt:
         ex.interrupted()  # stops this job's labelling actors: one still writing a part would keep the folder
         remove_ours(staging, KIND, settle_seconds=10.0)
-        if remote:
-            remote.abort()
-        kept = f"the previous labels at {out} are unchanged" if output_exists(out, KIND) else f"nothing was written at {out}"
+        output.abort()
+        kept = f"the previous labels at {out} are unchanged" if output.exists() else f"nothing was written at {out}"
         raise Interrupted(f"interrupted while labelling; nothing was published and {kept}; "
                           "re-run the same command to label again") from None
     except BaseException:
-        if remote:
-            remote.abort()  # the uncommitted version; the committed output is never touched
+        output.abort()  # on object storage the uncommitted version; the committed output is never touched
         raise
     finally:
         remove_ours(staging, KIND)  # gone already when published
@@ -166,30 +144,10 @@ def _write_outputs(staging: str, metrics: dict, manifest: dict, result: dict, id
     open(os.path.join(staging, SUCCESS_FILE), "w").close()
 
 
-def _read_manifest(out: str) -> dict | None:
-    if is_uri(out):
-        version = committed(out)
-        return read_json(f"{version}/{MANIFEST_FILE}") if version else None
-    try:
-        with open(os.path.join(out, MANIFEST_FILE)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None  # no previous output (or one from before manifests): everything is labelled
-
-
-def _take_reused_parts(out: str, parts: str, reuse: Reuse, progress) -> None:
-    """Hard-link (copy across filesystems, or on the object store) the previous output's parts that
-    still hold into the new output's label folder ``parts``."""
-    previous = committed(out) if is_uri(out) and reuse.parts else None  # the version the parts are in
-    for index, name in reuse.parts.items():
-        if previous:
-            copy(f"{previous}/{LABELS_SUBDIR}/{name}", f"{parts}/{unit_file_name(index)}")
-            continue
-        old, new = os.path.join(out, LABELS_SUBDIR, name), os.path.join(parts, unit_file_name(index))
-        try:
-            os.link(old, new)
-        except OSError:
-            shutil.copy2(old, new)
+def _take_reused_parts(output: Output, parts: str, reuse: Reuse, progress) -> None:
+    """Link (or copy) the previous output's parts that still hold into the new label folder ``parts``."""
+    output.take_files({f"{LABELS_SUBDIR}/{name}": f"{parts}/{unit_file_name(index)}"
+                       for index, name in reuse.parts.items()})
     if reuse.files:
         progress(f"[ray_ncut] --incremental: {len(reuse.files)} file(s), {reuse.rows} rows, already labelled by "
                  f"this model: reused")

@@ -10,7 +10,7 @@ Run directory (``--out``)::
       reference.npy           2,000 raw training rows: the next recluster's shared sample
       recluster.json          with --previous: ids kept / new / vanished, churn, cut before and after
       ray_train/              Ray Train's checkpoints
-      _RAY_NCUT.json          the ownership marker (:mod:`ray_ncut.publish`)
+      _RAY_NCUT.json          the ownership marker (:mod:`ray_ncut.outputs`)
 
 The run works in a staging folder beside it, ``.RUN_DIR.training/``, and publishes
 like labelling does: the previous model stays intact and loadable until the new one
@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
+from ..atomic import write_atomic, write_json_atomic
 from ..choose_k import check_k_range
 from ..config import ClusterConfig, GraphConfig, TrainConfig
 from ..constraints import read_constraints
@@ -36,29 +37,13 @@ from ..knn import neighbour_table
 from ..loops import IN_PROCESS_DIR, TrainJob, latest_checkpoint
 from ..metrics import accuracy, ari, nmi
 from ..model import ClusterModel, CutHead, HeadConfig
+from ..outputs import Interrupted, Output, OutputError, absolute, open_output
+from ..outputs.local import claim_staging, is_marked, make_staging, remove_ours, running_owner, seal
 from ..prepare import prepare_training, resolve_affinity
-from ..publish import (
-    Interrupted,
-    OutputError,
-    check_out,
-    claim_staging,
-    clean_stale_siblings,
-    is_marked,
-    make_staging,
-    output_exists,
-    publish,
-    remove_ours,
-    running_owner,
-    seal,
-    sibling,
-    write_atomic,
-    write_json_atomic,
-)
 from ..recluster import carry_ids, fit_of, read_reference, reference_sample
 from ..recluster import describe as describe_recluster
 from ..scaling import FeatureScaler
 from ..siamese import SiameseConfig, embed, new_siamese
-from ..storage import absolute
 from .executor import Executor, open_executor
 from .scan import collect_rows, describe_columns, open_feature_set, scan_statistics
 
@@ -98,12 +83,13 @@ class TrainOptions:
     engine: str = "auto"  # "ray", "local" (this process), "auto" (dataset.connect)
 
 
-def _plan_out(opts: TrainOptions) -> tuple[str, str]:
+def _plan_out(opts: TrainOptions) -> tuple[Output, str]:
     """Validate ``--out`` against ``--resume``/``--overwrite`` without changing anything;
-    returns ``(out, staging)``, both absolute."""
+    returns the output and its (local, absolute) staging folder."""
     inputs = (opts.data, opts.constraints, opts.previous)
-    out = check_out(opts.out, KIND, overwrite=True, inputs=inputs)  # the path is safe and any output there ours
-    staging = sibling(out, "training")
+    output = open_output(opts.out, KIND)
+    out = output.check(overwrite=True, inputs=inputs)  # the path is safe and any output there ours
+    staging = output.sibling("training")
     interrupted = os.path.lexists(staging)
     if interrupted and not is_marked(staging, KIND):
         raise OutputError(f"{staging} exists and was not written by ray_ncut; move it to train into {out}")
@@ -112,14 +98,14 @@ def _plan_out(opts: TrainOptions) -> tuple[str, str]:
         raise OutputError(f"another training run of {out} is in progress (pid {owner['pid']} on {owner['host']}, "
                           f"working in {staging}); wait for it to end or stop it first")
     if opts.resume and not interrupted:
-        done = " (the model there is complete; pass --overwrite to train a new one)" if output_exists(out, KIND) else ""
+        done = " (the model there is complete; pass --overwrite to train a new one)" if output.exists() else ""
         raise OutputError(f"--resume: no interrupted run of {out} to continue: {staging} is missing{done}")
     if interrupted and not opts.resume and not opts.overwrite:
         raise OutputError(f"an interrupted run of {out} is kept at {staging}: pass --resume to continue it, "
                           "or --overwrite to discard it and start over")
     if not (opts.overwrite or opts.resume):
-        check_out(opts.out, KIND, overwrite=False, inputs=inputs)  # refuses an existing model
-    return out, staging
+        output.check(overwrite=False, inputs=inputs)  # refuses an existing model
+    return output, staging
 
 
 def _open_staging(opts: TrainOptions, staging: str, progress) -> None:
@@ -132,8 +118,9 @@ def _open_staging(opts: TrainOptions, staging: str, progress) -> None:
     make_staging(staging, KIND)
 
 
-def _interrupted(stage: str, out: str, staging: str) -> Interrupted:
-    kept = f"the previous model at {out} is unchanged" if output_exists(out, KIND) else f"nothing was published at {out}"
+def _interrupted(stage: str, output: Output, staging: str) -> Interrupted:
+    out = output.path
+    kept = f"the previous model at {out} is unchanged" if output.exists() else f"nothing was published at {out}"
     if has_checkpoint(staging):
         how = f"its checkpoints are kept at {staging}: re-run the same command with --resume to continue"
     elif os.path.isdir(staging):
@@ -295,7 +282,7 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     """Run the training job; returns the summary written to ``summary.json``.
 
     Raises ``ValueError`` (one line) on bad input before anything is written, and
-    :class:`ray_ncut.publish.Interrupted` on Ctrl-C, saying what was kept.
+    :class:`ray_ncut.outputs.Interrupted` on Ctrl-C, saying what was kept.
     """
     t_start = time.perf_counter()
     previous = ClusterModel.load(opts.previous) if opts.previous else None
@@ -304,7 +291,7 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
         raise ValueError(f"--k={config.n_clusters} should be >= 2")
     if opts.workers is not None and opts.workers < 1:
         raise ValueError(f"--workers={opts.workers} should be >= 1")
-    out, staging = _plan_out(opts)
+    output, staging = _plan_out(opts)
     opts = _resumed_config(opts, staging)
     if previous:  # the previous model's feature columns, by name
         opts = replace(opts, columns=columns_for_model(opts.columns, previous.record.get("features"), opts.previous))
@@ -323,9 +310,9 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
                  "expect many tiny clusters (is k right?)")
     stage = {"now": "starting Ray"}
     try:
-        return _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress)
+        return _train(opts, fs, pairs, previous, output, staging, stage, t_start, progress)
     except KeyboardInterrupt:
-        raise _interrupted(stage["now"], out, staging) from None
+        raise _interrupted(stage["now"], output, staging) from None
 
 
 def _scan(ex: Executor, opts, fs, previous, progress):
@@ -343,7 +330,7 @@ def _scan(ex: Executor, opts, fs, previous, progress):
     return scaler, X, n_rows, y_sample
 
 
-def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) -> dict:
+def _train(opts, fs, pairs, previous, output: Output, staging, stage, t_start, progress) -> dict:
     one_worker = opts.workers in (None, 1) and not opts.gpus_per_worker
     ex = open_executor(opts.engine, fs.n_rows * fs.n_features, one_worker, progress)
     workers, gpus = ex.plan_training(opts.workers, opts.gpus_per_worker)
@@ -357,7 +344,7 @@ def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) ->
 
     stage["now"] = "preparing the training"
     _open_staging(opts, staging, progress)
-    clean_stale_siblings(out, KIND, patterns=("old-*",))
+    output.clean_stale(patterns=("old-*",))
     config = opts.config
     job = TrainJob(HeadConfig(fs.n_features, 2, config.hidden), config.graph(), config.train(), opts.seed,
                    opts.workers, gpus, opts.checkpoint_every, os.path.join(staging, RAY_DIR),
@@ -400,13 +387,13 @@ def _train(opts, fs, pairs, previous, out, staging, stage, t_start, progress) ->
         "workers": opts.workers, "nodes": len(state.get("nodes", [])), "devices": "gpu" if gpus else "cpu",
         "gpus_per_worker": gpus, "scan_seconds": round(t_scan, 3), "train_seconds": round(train_seconds, 3),
         "loop_seconds": round(state["loop_seconds"], 3), "sample_quality": _sample_quality(model, X, y_sample),
-        "total_seconds": round(time.perf_counter() - t_start, 3), "out": out, "recluster": recluster,
+        "total_seconds": round(time.perf_counter() - t_start, 3), "out": output.path, "recluster": recluster,
     }
     write_json_atomic(os.path.join(staging, SUMMARY_FILE), summary)
     _check_model(staging, X)
     os.remove(os.path.join(staging, PREPARED_FILE))  # only an interrupted run needs it
     seal(staging, KIND)
-    publish(staging, out, KIND)
+    output.publish(staging)
     return summary
 
 

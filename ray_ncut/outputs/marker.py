@@ -1,5 +1,5 @@
 """The marker a job writes into every output it owns (``_RAY_NCUT.json``), shared by local
-folders (:mod:`ray_ncut.publish`) and object-storage versions (:mod:`ray_ncut.storage`), and
+folders (:mod:`ray_ncut.outputs.local`) and object-storage versions (:mod:`ray_ncut.outputs.remote`), and
 the process-liveness check of a marker's owner. A leaf: imports nothing of the package but
 its version.
 """
@@ -11,7 +11,7 @@ import os
 import socket
 import time
 
-from ._version import __version__
+from .._version import __version__
 
 MARKER_FILE = "_RAY_NCUT.json"
 WRITER = "ray_ncut"
@@ -48,10 +48,6 @@ def read_marker(path: str) -> dict | None:
 def preview(names: list[str], most: int = 3) -> str:
     shown = ", ".join(names[:most])
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
-def is_same_or_parent(parent: str, child: str) -> bool:
-    return child == parent or child.startswith(parent.rstrip(os.sep) + os.sep)
 
 
 def process_start(pid: int) -> str | None:
