@@ -1,4 +1,4 @@
-"""The package's import structure: no cycles, and the configuration importable without torch."""
+"""The package's import structure: no cycles, the configuration importable without torch, the jobs' seams."""
 
 import ast
 import subprocess
@@ -56,6 +56,13 @@ def test_the_package_has_no_import_cycle():
     graph = _module_graph()
     assert len(graph) > 30 and graph["ray_ncut.model"] >= {"ray_ncut.config", "ray_ncut.nn", "ray_ncut.scaling"}
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_the_jobs_never_ask_whether_an_output_is_a_uri():
+    """They open their output once (``outputs.open_output``) and ask the object; ``is_uri`` lives in outputs/."""
+    asking = [path.name for path in sorted((PACKAGE / "pipeline").glob("*.py"))
+              if "is_uri" in path.read_text() or '"://"' in path.read_text()]
+    assert asking == []
 
 
 def test_the_cycle_finder_finds_a_cycle():

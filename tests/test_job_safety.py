@@ -351,13 +351,14 @@ def test_several_clusters_on_the_machine_and_no_address_starts_an_embedded_one(t
 def test_a_stop_during_the_embedding_says_its_checkpoints_are_kept(tmp_path):
     """The message of a run stopped while training its Siamese embedding, whose checkpoints
     (not the head's) are all it has: they are kept and --resume continues them."""
+    from ray_ncut.outputs import LocalOutput
     from ray_ncut.pipeline.train import _interrupted
 
     staging = tmp_path / ".model.training"
     (staging / "ray_train" / "in_process" / "embedding").mkdir(parents=True)
-    message = str(_interrupted("training the embedding", str(tmp_path / "model"), str(staging)))
+    message = str(_interrupted("training the embedding", LocalOutput(str(tmp_path / "model"), "model"), str(staging)))
     assert "no checkpoint was written yet" in message  # none yet: the message says so
     torch.save({"step": 250}, staging / "ray_train" / "in_process" / "embedding" / "checkpoint_000000250.pt")
-    message = str(_interrupted("training the embedding", str(tmp_path / "model"), str(staging)))
+    message = str(_interrupted("training the embedding", LocalOutput(str(tmp_path / "model"), "model"), str(staging)))
     assert message == (f"interrupted while training the embedding; nothing was published at {tmp_path / 'model'}; "
                        f"its checkpoints are kept at {staging}: re-run the same command with --resume to continue")

@@ -215,3 +215,45 @@ def test_s3_round_trip_and_a_killed_run_leaves_the_previous_output(ray_cluster, 
     ids, grown_cluster = read_labels(f"{out}/labels")
     assert np.array_equal(ids, np.r_[np.arange(len(X)), np.arange(300) + 10_000])
     assert np.array_equal(grown_cluster[: len(X)], cluster) and np.array_equal(grown_cluster[len(X):], cluster[:300])
+
+
+# --------------------------------------------------------------------------- one interface, two stores
+
+
+def _label_a_run(output, text: str) -> None:
+    """What the labelling job asks of its output, in its order: stage, write a part, publish."""
+    from ray_ncut.outputs.local import make_staging, seal
+
+    output.check(overwrite=True)
+    output.clean_stale()
+    staging = make_staging(output.sibling(f"staging-{text}"), "labels")
+    parts = output.parts_dir(staging, "labels")
+    fs, folder_ = pafs.FileSystem.from_uri(parts) if "://" in parts else (pafs.LocalFileSystem(), parts)
+    with fs.open_output_stream(f"{folder_}/part-000000.parquet") as f:
+        f.write(text.encode())
+    with open(os.path.join(staging, "manifest.json"), "w") as f:
+        json.dump({"run": text}, f)
+    seal(staging, "labels")
+    output.publish(staging)
+    assert not os.path.exists(staging)
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_local_and_remote_outputs_answer_the_jobs_questions_alike(s3, tmp_path, where):
+    out = f"{s3[1]}/alike/labels" if where == "s3" else str(tmp_path / "labels")
+    output = open_output(out, "labels")
+    assert not output.exists() and output.read_json("manifest.json") is None
+    _label_a_run(output, "first")
+    output = open_output(out, "labels")  # a later run opens it afresh
+    assert output.exists() and output.read_json("manifest.json") == {"run": "first"}
+    assert out in output.describe()
+
+    from ray_ncut.outputs.local import make_staging
+
+    staging = make_staging(output.sibling("staging-second"), "labels")
+    parts = output.parts_dir(staging, "labels")
+    output.take_files({"labels/part-000000.parquet": f"{parts}/part-000007.parquet"})  # --incremental's reuse
+    output.abort()  # the run fails: the published output is untouched
+    assert open_output(out, "labels").read_json("manifest.json") == {"run": "first"}
+    _label_a_run(open_output(out, "labels"), "third")
+    assert open_output(out, "labels").read_json("manifest.json") == {"run": "third"}
