@@ -13,6 +13,8 @@ import sys
 import threading
 import traceback
 
+from .outputs.paths import is_uri
+
 __all__ = ["absolute_paths", "run_job", "in_submitted_job", "stop_on_sigterm"]
 
 EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
@@ -57,7 +59,7 @@ def absolute_paths(args, inputs: tuple = (), outputs: tuple = ()) -> None:
     """
     for name in (*inputs, *outputs):
         value = getattr(args, name, None)
-        if not value or "://" in value or value.startswith("builtin:"):
+        if not value or is_uri(value) or value.startswith("builtin:"):
             continue
         flag = "--" + name.replace("_", "-")
         if not os.path.isabs(os.path.expanduser(value)) and name in outputs and in_submitted_job():
