@@ -12,10 +12,10 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .choose_k import check_k_range
-from .config import ClusterConfig, GraphConfig, TrainConfig
+from .config import ClusterConfig, GraphConfig
 from .drift import fit_state
 from .engine import Constraints, LabelsSettled, fit_head, subgraph_ncut, training_batches
-from .model import ClusterModel, CutHead, HeadConfig, resolve_device
+from .model import ClusterModel, CutHead, HeadConfig, ModelRecord, resolve_device
 from .prepare import prepare_training, resolve_affinity
 from .scaling import FeatureScaler
 from .threads import configure_threads
@@ -294,14 +294,14 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         self.labels_ = proba.argmax(1)
         self.fit_at_training_ = fit_state(Z, self.labels_, proba.max(1), self.n_clusters_,
                                           config.n_neighbors, seed)  # subsamples to DRIFT_ROWS itself
-        self.model_.record["fit_at_training"] = self.fit_at_training_
+        self.model_.record.fit_at_training = self.fit_at_training_
         return self
 
-    def _record(self, config: ClusterConfig, seed: int, schema: dict) -> dict:
-        """What config.json keeps beside the weights (the jobs write the same keys)."""
-        return {"config": config.to_dict(), "seed": self.random_state, "n_init": int(self.n_init),
-                "graph": self.graph_config_.to_dict(), "train": self.train_config_.to_dict(),
-                "selection_ncut": self.selection_ncut_, "auto": self.auto_, "features": schema}
+    def _record(self, config: ClusterConfig, seed: int, schema: dict) -> ModelRecord:
+        """How the model was made (the training job fills the same record)."""
+        return ModelRecord(config=config, seed=self.random_state, n_init=int(self.n_init), graph=self.graph_config_,
+                           train=self.train_config_, selection_ncut=self.selection_ncut_, auto=self.auto_,
+                           features=schema)
 
     def _train_one(self, Xt, config: ClusterConfig, graph: GraphConfig, seed: int, pairs) -> dict:
         train = config.train()
@@ -353,21 +353,18 @@ class NeuralCut(ClusterMixin, BaseEstimator):
         """Read a model directory written by :meth:`save` or ``jobs/train.py``."""
         model = ClusterModel.load(path)
         record = model.record
-        seed = record.get("seed", record.get("estimator", {}).get("random_state"))  # format 1: "estimator"
-        settings = model.config
-        params = {f.name: getattr(settings, f.name) for f in fields(ClusterConfig)}
-        est = cls(**params, random_state=seed, n_init=record.get("n_init", 1))
+        params = {f.name: getattr(record.config, f.name) for f in fields(ClusterConfig)}
+        est = cls(**params, random_state=record.seed, n_init=record.n_init or 1)
         est.model_ = model.to(resolve_device(est.device))
         est.head_, est.scaler_ = model.head, model.scaler
         est.n_clusters_ = model.n_clusters
         est.cluster_ids_ = model.cluster_ids
-        est.fit_at_training_ = record.get("fit_at_training")
-        est.graph_config_ = GraphConfig.from_dict(record["graph"])
-        est.train_config_ = TrainConfig.from_dict(record["train"])
-        est.selection_ncut_ = record.get("selection_ncut", [])
-        est.auto_ = record.get("auto", {})
+        est.fit_at_training_ = record.fit_at_training
+        est.graph_config_, est.train_config_ = record.graph, record.train
+        est.selection_ncut_ = record.selection_ncut or []
+        est.auto_ = record.auto
         est.n_features_in_ = model.input_dim
-        names = (record.get("features") or {}).get("columns")
+        names = (record.features or {}).get("columns")
         if names:  # predict then checks a DataFrame's columns by name, as after fit
             est.feature_names_in_ = np.asarray(names, dtype=object)
         return est

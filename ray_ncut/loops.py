@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from .atomic import write_atomic
 from .config import GraphConfig, TrainConfig
 from .engine import Constraints, fit_head, make_optimizer, training_batches
 from .knn import neighbour_table
-from .model import CutHead, HeadConfig
+from .model import CutHead, HeadConfig, ModelRecord
 from .siamese import SiameseConfig, new_siamese, siamese_steps
 
 __all__ = ["TrainJob", "head_chunks", "embedding_chunks", "train_in_process", "embed_in_process",
@@ -45,13 +45,13 @@ class TrainJob:
     storage_path: str  # checkpoints go under it
     run_name: str = "train"
     max_failures: int = 2
-    record: dict | None = None  # the run's configuration, stored in every checkpoint
+    record: ModelRecord | None = None  # the run's configuration and input, stored in every checkpoint
 
     def checkpoint_record(self) -> dict:
         """What every checkpoint of the run records: its configuration, the head's shape, the
         working configs and the seed (the same on the Ray Train and the in-process path)."""
-        return {**(self.record or {}), "head": {**self.head.__dict__, "hidden": list(self.head.hidden)},
-                "graph": self.graph.to_dict(), "train": self.train.to_dict(), "seed": self.seed}
+        record = replace(self.record or ModelRecord(), graph=self.graph, train=self.train, seed=self.seed)
+        return {**record.to_dict(), "head": self.head.to_dict()}
 
 
 def head_chunks(model, opt, sched, X: torch.Tensor, Z: torch.Tensor | None, neighbours: torch.Tensor | None,

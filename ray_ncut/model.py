@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -26,15 +26,14 @@ from torch import nn
 
 from ._version import __version__
 from .atomic import write_atomic, write_json_atomic
-from .config import ClusterConfig
+from .config import ClusterConfig, GraphConfig, TrainConfig
 from .nn import forward_rows, mlp, resolve_device  # noqa: F401 - forward_rows: public here before nn.py
 from .outputs import readable
 from .scaling import FeatureScaler
 from .validation import check_dimension
 
-__all__ = ["HeadConfig", "CutHead", "ClusterModel", "mlp", "resolve_device", "forward_rows", "save_model_dir", "load_model_dir",
-           "cluster_ids", "MODEL_FILE",
-           "CONFIG_FILE", "REFERENCE_FILE"]
+__all__ = ["HeadConfig", "CutHead", "ClusterModel", "ModelRecord", "mlp", "resolve_device", "forward_rows",
+           "save_model_dir", "load_model_dir", "cluster_ids", "MODEL_FILE", "CONFIG_FILE", "REFERENCE_FILE"]
 
 MODEL_FILE = "model.pt"
 CONFIG_FILE = "config.json"
@@ -57,6 +56,9 @@ class HeadConfig:
             raise ValueError(f"input_dim={self.input_dim} should be >= 1")
         if self.n_clusters < 1:
             raise ValueError(f"n_clusters={self.n_clusters} should be >= 1")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "hidden": list(self.hidden)}
 
 
 class CutHead(nn.Module):
@@ -84,6 +86,50 @@ def versions() -> dict:
     return {"ray_ncut": __version__, "torch": torch.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__}
 
 
+@dataclass
+class ModelRecord:
+    """How a model was made: what ``config.json`` keeps beside the weights (the head's shape, the
+    scaler, the format and the library versions are added as it is saved).
+
+    One schema for ``NeuralCut.fit`` and the training job (and the run's checkpoints); readers use
+    the fields, never string keys. A field a path does not produce stays ``None`` and is left out
+    of ``config.json``.
+    """
+
+    config: ClusterConfig = field(default_factory=ClusterConfig)  # what was asked for
+    graph: GraphConfig | None = None  # as resolved (the affinity)
+    train: TrainConfig | None = None  # as resolved (gamma, batch size, steps)
+    auto: dict = field(default_factory=dict)  # the label-free choices and their scores
+    seed: int | None = None
+    features: dict | None = None  # the input columns by name and type (data.readers.feature_schema)
+    cluster_ids: list[int] | None = None  # the stable id of each output; None: 0..k-1
+    next_cluster_id: int | None = None  # the id a new cluster gets at the next recluster
+    previous: str | None = None  # the model this one was reclustered from
+    fit_at_training: dict | None = None  # drift.fit_state of the training rows
+    data: dict | None = None  # the job's input: uri, columns, rows, sample_rows
+    constraints: dict | None = None  # the job's constraint file: file, pairs, must_link
+    n_init: int | None = None  # NeuralCut's restarts, and their held-out normalized cuts
+    selection_ncut: list[float] | None = None
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d.update(config=self.config.to_dict(), graph=self.graph and self.graph.to_dict(),
+                 train=self.train and self.train.to_dict())
+        return {name: value for name, value in d.items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelRecord":
+        """From ``config.json`` of any format this version reads (format 1 kept its seed under
+        ``estimator``); keys that are not fields (head, scaler, versions) are left to their readers."""
+        kept = {f.name: d[f.name] for f in fields(cls) if d.get(f.name) is not None}
+        kept.update(config=ClusterConfig.from_dict(d.get("config") or {}),
+                    graph=GraphConfig.from_dict(d["graph"]) if d.get("graph") else None,
+                    train=TrainConfig.from_dict(d["train"]) if d.get("train") else None)
+        if "seed" not in kept:
+            kept["seed"] = (d.get("estimator") or {}).get("random_state")
+        return cls(**kept)
+
+
 class ClusterModel:
     """A trained clustering: the cut head, the feature scaling, and the record of how it was made.
 
@@ -96,17 +142,21 @@ class ClusterModel:
     ----------
     head : CutHead
     scaler : FeatureScaler
-    record : dict
-        Everything ``config.json`` keeps beside the weights: ``config`` (the
-        :class:`ray_ncut.config.ClusterConfig` asked for), ``graph``, ``train``, ``auto``,
-        ``cluster_ids``, ``fit_at_training``, ``data``, ...
+    record : ModelRecord
+        How it was made: the :class:`ray_ncut.config.ClusterConfig` asked for, the graph and
+        training settings as resolved, the label-free choices, the stable cluster ids, ...
     """
 
-    def __init__(self, head: CutHead, scaler, record: dict | None = None):
+    def __init__(self, head: CutHead, scaler, record: ModelRecord | None = None):
         self.head = head.eval()
         self.scaler = scaler
-        self.record = dict(record or {})
-        self.cluster_ids = cluster_ids(self.record, head.config.n_clusters)  # (k,) int64
+        self.record = record or ModelRecord()
+        cluster_ids(self.record.cluster_ids, self.n_clusters)  # refuse a bad record now, not at the first label
+
+    @property
+    def cluster_ids(self) -> np.ndarray:
+        """(k,) int64: the stable id of each output (the record's; 0..k-1 unless reclustered)."""
+        return cluster_ids(self.record.cluster_ids, self.n_clusters)
 
     @property
     def n_clusters(self) -> int:
@@ -123,7 +173,7 @@ class ClusterModel:
     @property
     def config(self):
         """The :class:`ray_ncut.config.ClusterConfig` the model was trained with."""
-        return ClusterConfig.from_dict(self.record.get("config", {}))
+        return self.record.config
 
     def to(self, device) -> "ClusterModel":
         self.head.to(device)
@@ -159,7 +209,7 @@ class ClusterModel:
     def save(self, path: str, reference: np.ndarray | None = None, curve: list[dict] | None = None) -> None:
         """Write the model directory ``path``; ``reference``: raw rows (r, d) kept for reclustering;
         ``curve``: the loss terms per step, written as ``curve.csv`` (what report.html draws)."""
-        record = {**self.record, "scaler": self.scaler.to_dict(), "cluster_ids": self.cluster_ids.tolist()}
+        record = {**self.record.to_dict(), "scaler": self.scaler.to_dict(), "cluster_ids": self.cluster_ids.tolist()}
         save_model_dir(path, self.head, record, reference)
         if curve:
             write_curve(os.path.join(path, CURVE_FILE), curve)
@@ -168,7 +218,7 @@ class ClusterModel:
     def load(cls, path: str, device: str = "cpu") -> "ClusterModel":
         """Read a model directory (any format up to this version's); errors are one line naming the path."""
         head, record = load_model_dir(path)
-        return cls(head, FeatureScaler.from_dict(record["scaler"]), record).to(resolve_device(device))
+        return cls(head, FeatureScaler.from_dict(record["scaler"]), ModelRecord.from_dict(record)).to(resolve_device(device))
 
 
 def write_curve(path: str, curve: list[dict]) -> None:
@@ -195,16 +245,16 @@ def save_model_dir(path: str, head: CutHead, record: dict, reference=None) -> No
     os.makedirs(path, exist_ok=True)
     if reference is not None:
         write_atomic(os.path.join(path, REFERENCE_FILE), lambda f: np.save(f, np.asarray(reference, np.float32)))
-    head_config = asdict(head.config)
+    head_config = head.config.to_dict()
     state = {k: v.detach().cpu() for k, v in head.state_dict().items()}
     write_atomic(os.path.join(path, MODEL_FILE), lambda f: torch.save({"head_config": head_config, "state_dict": state}, f))
     full = {"format_version": FORMAT_VERSION, "head": head_config, **record, "versions": versions()}
     write_json_atomic(os.path.join(path, CONFIG_FILE), full)
 
 
-def cluster_ids(config: dict, k: int) -> np.ndarray:
+def cluster_ids(ids: list[int] | None, k: int) -> np.ndarray:
     """(k,) int64: the stable id a model gives to each of its outputs (identity unless reclustered)."""
-    ids = np.asarray(config.get("cluster_ids") or range(k), dtype=np.int64)
+    ids = np.asarray(range(k) if ids is None or len(ids) == 0 else ids, dtype=np.int64)
     if ids.shape != (k,) or len(set(ids.tolist())) != k or (ids < 0).any():
         raise ValueError(f"config.json's cluster_ids {ids.tolist()} should be {k} distinct ids >= 0")
     return ids

@@ -58,7 +58,8 @@ def carry_ids(previous: ClusterModel, model: ClusterModel, sample: np.ndarray, r
         models label. ``None`` (a model saved without them) uses ``sample`` instead, where new
         rows can pull a previous id towards a new cluster.
     """
-    next_id = int(previous.record.get("next_cluster_id", int(previous.cluster_ids.max()) + 1))
+    next_id = previous.record.next_cluster_id
+    next_id = int(previous.cluster_ids.max()) + 1 if next_id is None else int(next_id)
     shared = sample if reference is None else reference
     before = previous.predict(shared)
     current = model.assign(shared)[1]

@@ -67,7 +67,7 @@ def test_estimator_records_the_search_and_trains_with_its_choice(small_blobs):
                     distill_steps=50, random_state=0).fit(X.numpy())
     assert est.train_config_.gamma == est.auto_["gamma"]["gamma"]
     assert est.get_params()["gamma"] == "auto"
-    assert est.model_.record["auto"]["gamma"]["grid"][0] == GAMMA_GRID[0]
+    assert est.model_.record.auto["gamma"]["grid"][0] == GAMMA_GRID[0]
 
 
 def test_reported_sigma_is_the_kernels_own_rule_on_one_batch(small_blobs):

@@ -224,7 +224,7 @@ def assign_options(args, model: str, data: str, out: str, incremental: bool = Fa
 def training_data(model_dir: str) -> str:
     from ..model import ClusterModel
 
-    uri = ClusterModel.load(model_dir).record.get("data", {}).get("uri")
+    uri = (ClusterModel.load(model_dir).record.data or {}).get("uri")
     if not uri:
         raise ValueError(f"--data is required: {model_dir} does not record the data it was trained on")
     return uri

@@ -41,7 +41,7 @@ from ..drift import describe as describe_drift
 from ..drift import drift_check, fit_state
 from ..manifest import MANIFEST_FILE, Reuse, build_manifest, model_fingerprint, plan_reuse
 from ..metrics import clustering_scores, merge_contingency
-from ..model import ClusterModel
+from ..model import ClusterModel, ModelRecord
 from ..outputs import Interrupted, Output, absolute, open_output
 from ..outputs.local import make_staging, remove_ours, seal
 from ..report import PROJECTION_FILE, projection, write_report
@@ -87,8 +87,8 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
     output = open_output(opts.out, KIND)
     out = output.check(opts.overwrite or opts.incremental, inputs=(opts.data, opts.model))
     model = ClusterModel.load(opts.model)
-    k, ids, model_config = model.n_clusters, model.cluster_ids, model.record
-    columns = columns_for_model(opts.columns, model.record.get("features"), opts.model)  # by name, never by position
+    k, ids, record = model.n_clusters, model.cluster_ids, model.record
+    columns = columns_for_model(opts.columns, record.features, opts.model)  # by name, never by position
     fs = open_feature_set(opts.data, columns, check_finite=not opts.drop_invalid)
     model.check_dimension(fs.n_features, opts.data)
     fingerprint = model_fingerprint(opts.model, ids)
@@ -107,7 +107,7 @@ def assign_run(opts: AssignOptions, progress=print) -> dict:
         todo = reuse.labelled_units(len(fs.units))
         result = _label_all(ex, opts, fs, todo, k, parts, with_label, progress)
         t_labelled = time.perf_counter()
-        metrics = _measure(opts, fs, k, ids, model_config, parts, with_label, reuse, result, progress)
+        metrics = _measure(opts, fs, k, ids, record, parts, with_label, reuse, result, progress)
         metrics.update(out=out, labelled_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        seconds=round(time.perf_counter() - t_start, 3),
                        stage_seconds={"start": round(t_ready - t_start, 3), "label": round(t_labelled - t_ready, 3),
@@ -153,7 +153,7 @@ def _take_reused_parts(output: Output, parts: str, reuse: Reuse, progress) -> No
                  f"this model: reused")
 
 
-def _measure(opts, fs, k, ids, model_config, parts, with_label, reuse, result, progress) -> dict:
+def _measure(opts, fs, k, ids, record: ModelRecord, parts, with_label, reuse, result, progress) -> dict:
     """Check what was written and compute metrics.json's content (the job adds times and paths)."""
     from ..knn import knn_cut
 
@@ -175,8 +175,8 @@ def _measure(opts, fs, k, ids, model_config, parts, with_label, reuse, result, p
         if opts.drop_invalid else None,
         "nodes": result["nodes"],
         "data": {"uri": opts.data, "features": fs.n_features, "read_units": len(fs.units)},
-        "model": {"path": absolute(opts.model), "k": k, "loss": model_config.get("train", {}).get("loss"),
-                  "trained_on": model_config.get("data", {}).get("uri")},
+        "model": {"path": absolute(opts.model), "k": k, "loss": record.train.loss if record.train else None,
+                  "trained_on": (record.data or {}).get("uri")},
         "label_seconds": round(result["seconds"], 3),
         "rows_per_second": round(labelled / max(result["seconds"], 1e-9), 1),
         "steady_rows_per_second": round(result["steady_rows_per_second"], 1),
@@ -193,7 +193,7 @@ def _measure(opts, fs, k, ids, model_config, parts, with_label, reuse, result, p
                         opts.ncut_neighbors, opts.seed)
         now["low_confidence"] = result["low_confidence"] / labelled  # exact, over every labelled row
         now["shares"] = (result["sizes"] / labelled).tolist()  # exact too
-        metrics["drift"] = drift_check(model_config.get("fit_at_training"), now, _feature_names(fs))
+        metrics["drift"] = drift_check(record.fit_at_training, now, _feature_names(fs))
         progress(describe_drift(metrics["drift"]))
     else:
         metrics["normalized_cut"] = metrics["drift"] = None  # nothing new: nothing to measure

@@ -36,7 +36,7 @@ from ..data.readers import ColumnSpec, columns_for_model
 from ..knn import neighbour_table
 from ..loops import IN_PROCESS_DIR, TrainJob, latest_checkpoint
 from ..metrics import accuracy, ari, nmi
-from ..model import ClusterModel, CutHead, HeadConfig
+from ..model import ClusterModel, CutHead, HeadConfig, ModelRecord
 from ..outputs import Interrupted, Output, OutputError, absolute, open_output
 from ..outputs.local import claim_staging, is_marked, make_staging, remove_ours, running_owner, seal
 from ..prepare import prepare_training, resolve_affinity
@@ -264,7 +264,7 @@ def _prepare(ex, opts, job, X_scaled, scaler, previous, staging, stage, progress
         progress(f"[ray_ncut] --k auto: {prep.auto['k']['reason']}")
     prepared = PreparedRun(
         config=config.to_dict(), data=opts.data, seed=opts.seed, scaler=scaler.to_dict(),
-        head=asdict(prep.head.config), graph=graph.to_dict(), train=prep.train.to_dict(), auto=prep.auto,
+        head=prep.head.config.to_dict(), graph=graph.to_dict(), train=prep.train.to_dict(), auto=prep.auto,
         init_state={k: v.detach().clone() for k, v in prep.head.state_dict().items()},
         Z=None if prep.Z is None else prep.Z.numpy(), warm="previous model" if warm_from_previous else train.init,
         seconds=round(time.perf_counter() - t0, 3))
@@ -294,7 +294,7 @@ def train_run(opts: TrainOptions, progress=print) -> dict:
     output, staging = _plan_out(opts)
     opts = _resumed_config(opts, staging)
     if previous:  # the previous model's feature columns, by name
-        opts = replace(opts, columns=columns_for_model(opts.columns, previous.record.get("features"), opts.previous))
+        opts = replace(opts, columns=columns_for_model(opts.columns, previous.record.features, opts.previous))
     fs = open_feature_set(opts.data, opts.columns)  # fails fast on paths and columns
     if previous:
         previous.check_dimension(fs.n_features, opts.data, f"the previous model {opts.previous}")
@@ -348,7 +348,7 @@ def _train(opts, fs, pairs, previous, output: Output, staging, stage, t_start, p
     config = opts.config
     job = TrainJob(HeadConfig(fs.n_features, 2, config.hidden), config.graph(), config.train(), opts.seed,
                    opts.workers, gpus, opts.checkpoint_every, os.path.join(staging, RAY_DIR),
-                   max_failures=opts.max_failures, record={"config": config.to_dict(), "data": opts.data})
+                   max_failures=opts.max_failures, record=ModelRecord(config=config, data={"uri": opts.data}))
     prepared = _prepare(ex, opts, job, X_scaled, scaler, previous, staging, stage, progress)
     scaler = FeatureScaler.from_dict(prepared.scaler)
     graph, train = GraphConfig.from_dict(prepared.graph), TrainConfig.from_dict(prepared.train)
@@ -364,18 +364,17 @@ def _train(opts, fs, pairs, previous, output: Output, staging, stage, t_start, p
     stage["now"] = "publishing the model"
     head = CutHead(job.head)
     head.load_state_dict(state["model"])
-    record = {
-        "config": config.to_dict(), "seed": opts.seed, "graph": graph.to_dict(), "train": train.to_dict(),
-        "auto": prepared.auto,
-        "constraints": None if pairs is None else {"file": os.path.abspath(opts.constraints), "pairs": len(pairs),
-                                                    "must_link": int(pairs.must.sum())},
-        "data": {"uri": opts.data, "columns": asdict(opts.columns), "rows": n_rows, "sample_rows": len(X_scaled)},
-        "features": fs.schema,  # labelling selects these columns by name and checks their types
-    }
+    record = ModelRecord(
+        config=config, seed=opts.seed, graph=graph, train=train, auto=prepared.auto,
+        constraints=None if pairs is None else {"file": os.path.abspath(opts.constraints), "pairs": len(pairs),
+                                                "must_link": int(pairs.must.sum())},
+        data={"uri": opts.data, "columns": asdict(opts.columns), "rows": n_rows, "sample_rows": len(X_scaled)},
+        features=fs.schema,  # labelling selects these columns by name and checks their types
+    )
     model = ClusterModel(head, scaler, record)
     recluster = _carry_ids(opts, previous, model, X, staging, progress) if previous else None
     reference = reference_sample(X, opts.seed)
-    model.record["fit_at_training"] = fit_of(model, reference, graph.n_neighbors)
+    model.record.fit_at_training = fit_of(model, reference, graph.n_neighbors)
     curve = state["curve"]
     model.save(staging, reference=reference, curve=curve)
     summary = {
@@ -399,10 +398,10 @@ def _train(opts, fs, pairs, previous, output: Output, staging, stage, t_start, p
 
 def _carry_ids(opts, previous: ClusterModel, model: ClusterModel, X: np.ndarray, staging: str, progress) -> dict:
     """Match the new model's clusters to the previous ids (recorded in its record); recluster.json."""
-    match, report = carry_ids(previous, model, X, read_reference(opts.previous), model.record["graph"]["n_neighbors"])
+    match, report = carry_ids(previous, model, X, read_reference(opts.previous), model.record.graph.n_neighbors)
     report["previous"] = absolute(opts.previous)
-    model.record.update(cluster_ids=match.ids.tolist(), next_cluster_id=match.next_id, previous=report["previous"])
-    model.cluster_ids = match.ids
+    model.record = replace(model.record, cluster_ids=match.ids.tolist(), next_cluster_id=match.next_id,
+                           previous=report["previous"])
     write_json_atomic(os.path.join(staging, RECLUSTER_FILE), report)
     progress(describe_recluster(report))
     return report

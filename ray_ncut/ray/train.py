@@ -240,7 +240,7 @@ def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: np.nd
     latest checkpoint, and so does a retry after a worker failure.
     """
     cfg = {
-        "head": {**job.head.__dict__, "hidden": list(job.head.hidden)},
+        "head": job.head.to_dict(),
         "graph": job.graph.to_dict(),
         "train": job.train.to_dict(),
         "seed": job.seed,
