@@ -44,7 +44,7 @@ from .marker import (
 )
 from .paths import filesystem, is_same_or_parent, is_uri
 
-__all__ = ["RemoteOutput", "committed", "readable", "read_json", "copy"]
+__all__ = ["RemoteOutput", "committed", "readable"]
 
 
 def _fs(uri: str):
@@ -86,17 +86,6 @@ def _json(fs, path: str):
 def _versions(files: list[str]) -> set[str]:
     """The version prefixes (first path component) among an output's objects."""
     return {rel.split("/", 1)[0] for rel in files if "/" in rel}
-
-
-def read_json(uri: str) -> dict | None:
-    """The JSON document at ``uri``, or ``None`` where there is none (or it does not parse)."""
-    return _json(*_fs(uri))
-
-
-def copy(src: str, dst: str) -> None:
-    """Copy one object (server-side where the store supports it)."""
-    fs, s = _fs(src)
-    fs.copy_file(s, _fs(dst)[1])
 
 
 def _marker(fs, folder: str, kind: str | None = None) -> dict | None:
@@ -196,16 +185,28 @@ class RemoteOutput:
         that every node can write to."""
         return f"{self.begin()}/{name}"
 
+    def _committed_path(self) -> str | None:
+        """The store path of the committed version (on this output's filesystem), or ``None``."""
+        pointer = _pointer(self.fs, self.root)
+        return f"{self.root}/{pointer['committed']}" if pointer else None
+
     def read_json(self, name: str) -> dict | None:
         """The committed version's JSON file ``name``, or ``None`` where there is none."""
-        version = committed(self.uri)
-        return read_json(f"{version}/{name}") if version else None
+        version = self._committed_path()
+        return _json(self.fs, f"{version}/{name}") if version else None
 
     def take_files(self, names: dict[str, str]) -> None:
-        """Copy the committed version's files (``{relative name: destination URI}``), server-side."""
-        version = committed(self.uri) if names else None
+        """Copy the committed version's files (``{relative name: destination URI}`` under this
+        output, such as a new version's label folder), server-side."""
+        version = self._committed_path() if names else None
         for rel, dst in names.items():
-            copy(f"{version}/{rel}", dst)
+            self.fs.copy_file(f"{version}/{rel}", self._store_path(dst))
+
+    def _store_path(self, uri: str) -> str:
+        """``uri`` (under this output) as a path on this output's filesystem."""
+        if not uri.startswith(self.uri + "/"):
+            raise ValueError(f"{uri!r} is not under the output {self.uri!r}")
+        return self.root + uri[len(self.uri):]
 
     # ------------------------------------------------------------------ ownership
 
