@@ -66,7 +66,7 @@ def ray_train(X, head_config, graph, train, seed, workers):
         t0 = time.perf_counter()
         state = run_training(job, X, init)
         seconds = time.perf_counter() - t0
-    return {"loop_s": state["loop_seconds"], "end_to_end_s": seconds, "losses": [c["loss"] for c in state["curve"]]}
+    return {"loop_s": state.loop_seconds, "end_to_end_s": seconds, "losses": [c["loss"] for c in state.curve]}
 
 
 def main() -> None:

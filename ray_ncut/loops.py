@@ -12,7 +12,7 @@ from __future__ import annotations
 import glob
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -24,7 +24,7 @@ from .knn import neighbour_table
 from .model import CutHead, HeadConfig, ModelRecord
 from .siamese import SiameseConfig, new_siamese, siamese_steps
 
-__all__ = ["TrainJob", "head_chunks", "embedding_chunks", "train_in_process", "embed_in_process",
+__all__ = ["TrainJob", "TrainState", "head_chunks", "embedding_chunks", "train_in_process", "embed_in_process",
            "describe_step", "latest_checkpoint", "IN_PROCESS_DIR"]
 
 IN_PROCESS_DIR = "in_process"  # under the run's checkpoint folder: the in-process path's checkpoints
@@ -52,6 +52,42 @@ class TrainJob:
         working configs and the seed (the same on the Ray Train and the in-process path)."""
         record = replace(self.record or ModelRecord(), graph=self.graph, train=self.train, seed=self.seed)
         return {**record.to_dict(), "head": self.head.to_dict()}
+
+
+@dataclass
+class TrainState:
+    """One training run's state: what every checkpoint holds, on the Ray Train and the in-process
+    path alike, and what a finished run hands back (the head's or the Siamese network's).
+
+    Saved as a plain dict (:meth:`to_dict`, the fields that are set) so a checkpoint reads with
+    ``torch.load`` alone; the embedding's checkpoints hold only ``model``, ``opt`` and ``step``.
+    """
+
+    model: dict  # the network's state dict
+    step: int  # steps done
+    opt: dict | None = None
+    sched: dict | None = None
+    curve: list = field(default_factory=list)  # the head's loss terms per step (:func:`fit_head`)
+    resumed_from: int = 0  # the step this attempt started at
+    loop_seconds: float = 0.0  # rank 0's time in the training loop during this attempt
+    nodes: list = field(default_factory=list)  # where this attempt's workers ran
+    record: dict | None = None  # TrainJob.checkpoint_record(): what --resume checks flags against
+
+    def to_dict(self) -> dict:
+        # not dataclasses.asdict: that deep-copies every tensor of the state dicts
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if getattr(self, f.name) is not None and getattr(self, f.name) != []}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainState":
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+    def save(self, path: str) -> None:
+        write_atomic(path, lambda f: torch.save(self.to_dict(), f))
+
+    @classmethod
+    def load(cls, path: str) -> "TrainState":
+        return cls.from_dict(torch.load(path, map_location="cpu", weights_only=False))
 
 
 def head_chunks(model, opt, sched, X: torch.Tensor, Z: torch.Tensor | None, neighbours: torch.Tensor | None,
@@ -91,15 +127,15 @@ def latest_checkpoint(folder: str) -> str | None:
     return found[-1] if found else None
 
 
-def _save(folder: str, step: int, state: dict) -> None:
+def _save(folder: str, state: TrainState) -> None:
     os.makedirs(folder, exist_ok=True)
-    write_atomic(os.path.join(folder, f"checkpoint_{step:09d}.pt"), lambda f: torch.save(state, f))
+    state.save(os.path.join(folder, f"checkpoint_{state.step:09d}.pt"))
     for old in sorted(glob.glob(os.path.join(folder, "checkpoint_*.pt")))[:-_KEEP]:
         os.remove(old)
 
 
 def train_in_process(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: np.ndarray | None = None,
-                     constraints: dict | None = None, progress=print) -> dict:
+                     constraints: dict | None = None, progress=print) -> TrainState:
     """Train the head in this process (one worker, CPU); returns what ``run_training`` returns.
 
     Checkpoints (the same state a Ray Train checkpoint holds) go to
@@ -116,11 +152,11 @@ def train_in_process(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: n
     opt, sched = make_optimizer(head, job.train)
     start, curve, path = 0, [], latest_checkpoint(folder)
     if path:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        head.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        start, curve = state["step"], state["curve"]
+        state = TrainState.load(path)
+        head.load_state_dict(state.model)
+        opt.load_state_dict(state.opt)
+        sched.load_state_dict(state.sched)
+        start, curve = state.step, state.curve
         progress(f"[ray_ncut] resuming from step {start}")
     else:
         head.load_state_dict(init_state)
@@ -130,13 +166,10 @@ def train_in_process(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: n
         loop_seconds += seconds
         curve += terms
         progress(describe_step(step, job.train.steps, terms[-1], len(terms) / seconds))
-        _save(folder, step, {"model": head.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                             "step": step, "curve": curve, "resumed_from": start, "loop_seconds": loop_seconds,
-                             "nodes": ["this machine"], "record": job.checkpoint_record()})
-    if start >= job.train.steps:  # resumed after the last step
-        loop_seconds = 0.0
-    return {"model": head.state_dict(), "curve": curve, "resumed_from": start, "loop_seconds": loop_seconds,
-            "nodes": ["this machine"]}
+        _save(folder, TrainState(head.state_dict(), step, opt.state_dict(), sched.state_dict(), curve, start,
+                                 loop_seconds, ["this machine"], job.checkpoint_record()))
+    return TrainState(head.state_dict(), max(start, job.train.steps), curve=curve, resumed_from=start,
+                      loop_seconds=loop_seconds, nodes=["this machine"])
 
 
 def embed_in_process(job: TrainJob, X_scaled: np.ndarray, neighbours: np.ndarray, config: SiameseConfig,
@@ -148,13 +181,13 @@ def embed_in_process(job: TrainJob, X_scaled: np.ndarray, neighbours: np.ndarray
     net, opt = new_siamese(X.shape[1], config, job.seed)
     start, path = 0, latest_checkpoint(folder)
     if path:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = state["step"]
+        state = TrainState.load(path)
+        net.load_state_dict(state.model)
+        opt.load_state_dict(state.opt)
+        start = state.step
         progress(f"[ray_ncut] resuming the embedding from step {start}")
     for step, loss in embedding_chunks(net, opt, X, table, config, job.seed, 0, 1, start,
                                        max(job.checkpoint_every, 250)):
         progress(f"[ray_ncut] embedding step {step}/{config.steps} contrastive loss {loss:.4f}")
-        _save(folder, step, {"model": net.state_dict(), "opt": opt.state_dict(), "step": step})
+        _save(folder, TrainState(net.state_dict(), step, opt.state_dict()))
     return net.state_dict()

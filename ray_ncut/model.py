@@ -60,6 +60,10 @@ class HeadConfig:
     def to_dict(self) -> dict:
         return {**asdict(self), "hidden": list(self.hidden)}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "HeadConfig":
+        return cls(**d)
+
 
 class CutHead(nn.Module):
     """MLP ``g``; ``softmax(g(x))`` is the soft assignment Y of NeuNcut's equation (9).
@@ -286,7 +290,7 @@ def load_model_dir(path: str) -> tuple[CutHead, dict]:
         config["config"] = _config_of_format_1(config.get("estimator", {}))
     try:
         blob = torch.load(model_file, map_location="cpu", weights_only=True)
-        head = CutHead(HeadConfig(**blob["head_config"]))
+        head = CutHead(HeadConfig.from_dict(blob["head_config"]))
         head.load_state_dict(blob["state_dict"])
     except Exception as e:  # noqa: BLE001 - any failure to read the weights is a corrupt file
         first = str(e).splitlines()[0] if str(e) else type(e).__name__

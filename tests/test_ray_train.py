@@ -132,9 +132,10 @@ def test_the_head_trained_in_process_is_the_one_ray_train_trains_with_one_worker
     by_ray = run_training(job, X, init)
     in_process = train_in_process(replace(job, storage_path=str(tmp_path / "here")), X, init,
                                   progress=lambda line: None)
-    assert [c["step"] for c in in_process["curve"]] == [c["step"] for c in by_ray["curve"]] == list(range(90))
-    for name in by_ray["model"]:
-        torch.testing.assert_close(in_process["model"][name], by_ray["model"][name], rtol=1e-4, atol=1e-5)
+    assert [c["step"] for c in in_process.curve] == [c["step"] for c in by_ray.curve] == list(range(90))
+    assert in_process.step == by_ray.step == 90 and in_process.resumed_from == by_ray.resumed_from == 0
+    for name in by_ray.model:
+        torch.testing.assert_close(in_process.model[name], by_ray.model[name], rtol=1e-4, atol=1e-5)
     assert len(list((tmp_path / "here" / "in_process" / "train").glob("checkpoint_*.pt"))) == 2  # the last two
 
 

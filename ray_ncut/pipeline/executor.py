@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from ..assign import ClusterAssigner, UnitResult, assign_unit
-from ..loops import TrainJob, embed_in_process, train_in_process
+from ..loops import TrainJob, TrainState, embed_in_process, train_in_process
 
 __all__ = ["Executor", "LocalExecutor", "LabelArgs", "open_executor", "wants_ray", "ENGINES", "IN_PROCESS_VALUES"]
 
@@ -52,8 +52,8 @@ class Executor(Protocol):
     def train_embedding(self, job: TrainJob, X_scaled, neighbours, siamese, progress) -> dict:
         """The Siamese network's state dict, trained on the scaled sample."""
 
-    def train_head(self, job: TrainJob, X_scaled, init_state: dict, Z, constraints, progress) -> dict:
-        """The head's checkpoint state (``model``, ``curve``, ``resumed_from``, ``loop_seconds``, ...)."""
+    def train_head(self, job: TrainJob, X_scaled, init_state: dict, Z, constraints, progress) -> TrainState:
+        """The trained head's final state (its weights, loss curve, where it resumed, ...)."""
 
     def interrupted(self) -> None:
         """Ctrl-C: stop what this job started (a labelling actor still writing would keep the folder)."""
@@ -81,7 +81,7 @@ class LocalExecutor:
     def train_embedding(self, job: TrainJob, X_scaled, neighbours, siamese, progress) -> dict:
         return embed_in_process(job, X_scaled, neighbours, siamese, progress)
 
-    def train_head(self, job: TrainJob, X_scaled, init_state: dict, Z, constraints, progress) -> dict:
+    def train_head(self, job: TrainJob, X_scaled, init_state: dict, Z, constraints, progress) -> TrainState:
         return train_in_process(job, X_scaled, init_state, Z=Z, constraints=constraints, progress=progress)
 
     def interrupted(self) -> None:

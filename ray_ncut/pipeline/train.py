@@ -23,7 +23,7 @@ from __future__ import annotations
 import glob
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -187,17 +187,16 @@ def _resumed_config(opts: TrainOptions, staging: str) -> TrainOptions:
     path = os.path.join(staging, PREPARED_FILE)
     if not (opts.resume and os.path.isfile(path)):
         return opts
-    prepared = torch.load(path, map_location="cpu", weights_only=False)
-    run_config = ClusterConfig.from_dict(prepared["config"])
-    clashes = run_config.contradictions(opts.config, opts.given)
-    if prepared["data"] != opts.data:
-        clashes.append(f"--data {opts.data} (the run has {prepared['data']})")
-    if prepared["seed"] != opts.seed:
-        clashes.append(f"--seed {opts.seed} (the run has {prepared['seed']})")
+    prepared = PreparedRun.load(path)
+    clashes = prepared.config.contradictions(opts.config, opts.given)
+    if prepared.data != opts.data:
+        clashes.append(f"--data {opts.data} (the run has {prepared.data})")
+    if prepared.seed != opts.seed:
+        clashes.append(f"--seed {opts.seed} (the run has {prepared.seed})")
     if clashes:
         raise OutputError(f"--resume: {'; '.join(clashes)} contradicts the interrupted run in {staging}: leave "
                           "the flag out to continue it, or pass --overwrite instead to start over")
-    return replace(opts, config=run_config)
+    return replace(opts, config=prepared.config)
 
 
 @dataclass
@@ -205,25 +204,31 @@ class PreparedRun:
     """Everything before the Ray Train run of the head: saved in the staging folder (``prepared.pt``)
     so that ``--resume`` skips the Siamese training, the gamma search and the warm start."""
 
-    config: dict  # ClusterConfig.to_dict()
+    config: ClusterConfig  # what the run was asked for
     data: str
     seed: int
-    scaler: dict
-    head: dict  # HeadConfig fields (k chosen when --k auto)
-    graph: dict  # GraphConfig, affinity resolved
-    train: dict  # TrainConfig, gamma resolved
+    scaler: FeatureScaler
+    head: HeadConfig  # k chosen when --k auto
+    graph: GraphConfig  # affinity resolved
+    train: TrainConfig  # gamma resolved, sizes raised for k
     auto: dict
     init_state: dict  # the warm-started head's state dict
     Z: np.ndarray | None  # (m, e) the sample's embedding, when the affinity is learned
     warm: str  # what started the head: "spectral", "random", "previous model"
     seconds: float
 
+    _TYPED = {"config": ClusterConfig, "scaler": FeatureScaler, "head": HeadConfig, "graph": GraphConfig,
+              "train": TrainConfig}
+
     def save(self, path: str) -> None:
-        write_atomic(path, lambda f: torch.save(asdict(self), f))
+        blob = {f.name: getattr(self, f.name) for f in fields(self)}  # (asdict would deep-copy the tensors)
+        blob.update({name: blob[name].to_dict() for name in self._TYPED})
+        write_atomic(path, lambda f: torch.save(blob, f))
 
     @classmethod
     def load(cls, path: str) -> "PreparedRun":
-        return cls(**torch.load(path, map_location="cpu", weights_only=False))
+        blob = torch.load(path, map_location="cpu", weights_only=False)
+        return cls(**{**blob, **{name: kind.from_dict(blob[name]) for name, kind in cls._TYPED.items()}})
 
 
 def _prepare(ex, opts, job, X_scaled, scaler, previous, staging, stage, progress) -> PreparedRun:
@@ -231,8 +236,8 @@ def _prepare(ex, opts, job, X_scaled, scaler, previous, staging, stage, progress
     path = os.path.join(staging, PREPARED_FILE)
     if opts.resume and os.path.isfile(path):
         prepared = PreparedRun.load(path)
-        progress(f"[ray_ncut] --resume: the preparation of the interrupted run is reused (k {prepared.head['n_clusters']}, "
-                 f"gamma {prepared.train['gamma']:g}, warm start {prepared.warm})")
+        progress(f"[ray_ncut] --resume: the preparation of the interrupted run is reused (k {prepared.head.n_clusters}, "
+                 f"gamma {prepared.train.gamma:g}, warm start {prepared.warm})")
         return prepared
     config, t0 = opts.config, time.perf_counter()
     auto_k = config.n_clusters == "auto"
@@ -263,8 +268,8 @@ def _prepare(ex, opts, job, X_scaled, scaler, previous, staging, stage, progress
     if auto_k:
         progress(f"[ray_ncut] --k auto: {prep.auto['k']['reason']}")
     prepared = PreparedRun(
-        config=config.to_dict(), data=opts.data, seed=opts.seed, scaler=scaler.to_dict(),
-        head=prep.head.config.to_dict(), graph=graph.to_dict(), train=prep.train.to_dict(), auto=prep.auto,
+        config=config, data=opts.data, seed=opts.seed, scaler=scaler,
+        head=prep.head.config, graph=graph, train=prep.train, auto=prep.auto,
         init_state={k: v.detach().clone() for k, v in prep.head.state_dict().items()},
         Z=None if prep.Z is None else prep.Z.numpy(), warm="previous model" if warm_from_previous else train.init,
         seconds=round(time.perf_counter() - t0, 3))
@@ -350,9 +355,8 @@ def _train(opts, fs, pairs, previous, output: Output, staging, stage, t_start, p
                    opts.workers, gpus, opts.checkpoint_every, os.path.join(staging, RAY_DIR),
                    max_failures=opts.max_failures, record=ModelRecord(config=config, data={"uri": opts.data}))
     prepared = _prepare(ex, opts, job, X_scaled, scaler, previous, staging, stage, progress)
-    scaler = FeatureScaler.from_dict(prepared.scaler)
-    graph, train = GraphConfig.from_dict(prepared.graph), TrainConfig.from_dict(prepared.train)
-    job = replace(job, head=HeadConfig(**prepared.head), graph=graph, train=train)
+    scaler, graph, train = prepared.scaler, prepared.graph, prepared.train
+    job = replace(job, head=prepared.head, graph=graph, train=train)
     how = "in this process (one CPU worker on one machine)" if ex.trains_here(job) else \
         f"with Ray Train, {opts.workers} {'GPU' if gpus else 'CPU'} worker(s)"
     progress(f"[ray_ncut] training {train.loss} {how}, {train.steps} steps of batch {train.batch_size}")
@@ -363,7 +367,7 @@ def _train(opts, fs, pairs, previous, output: Output, staging, stage, t_start, p
 
     stage["now"] = "publishing the model"
     head = CutHead(job.head)
-    head.load_state_dict(state["model"])
+    head.load_state_dict(state.model)
     record = ModelRecord(
         config=config, seed=opts.seed, graph=graph, train=train, auto=prepared.auto,
         constraints=None if pairs is None else {"file": os.path.abspath(opts.constraints), "pairs": len(pairs),
@@ -375,17 +379,17 @@ def _train(opts, fs, pairs, previous, output: Output, staging, stage, t_start, p
     recluster = _carry_ids(opts, previous, model, X, staging, progress) if previous else None
     reference = reference_sample(X, opts.seed)
     model.record.fit_at_training = fit_of(model, reference, graph.n_neighbors)
-    curve = state["curve"]
+    curve = state.curve
     model.save(staging, reference=reference, curve=curve)
     summary = {
         "data": opts.data, "rows": n_rows, "sample_rows": len(X_scaled), "features": fs.n_features,
         "k": job.head.n_clusters, "k_choice": prepared.auto.get("k"), "loss": train.loss, "steps": train.steps,
         "gamma": train.gamma, "sigma": prepared.auto["sigma"]["sigma"], "affinity": graph.affinity,
-        "prepare_seconds": prepared.seconds, "resumed_from_step": state["resumed_from"],
+        "prepare_seconds": prepared.seconds, "resumed_from_step": state.resumed_from,
         "final_loss": curve[-1]["loss"], "final_cut": curve[-1]["cut"], "final_orth": curve[-1]["orth"],
-        "workers": opts.workers, "nodes": len(state.get("nodes", [])), "devices": "gpu" if gpus else "cpu",
+        "workers": opts.workers, "nodes": len(state.nodes), "devices": "gpu" if gpus else "cpu",
         "gpus_per_worker": gpus, "scan_seconds": round(t_scan, 3), "train_seconds": round(train_seconds, 3),
-        "loop_seconds": round(state["loop_seconds"], 3), "sample_quality": _sample_quality(model, X, y_sample),
+        "loop_seconds": round(state.loop_seconds, 3), "sample_quality": _sample_quality(model, X, y_sample),
         "total_seconds": round(time.perf_counter() - t_start, 3), "out": output.path, "recluster": recluster,
     }
     write_json_atomic(os.path.join(staging, SUMMARY_FILE), summary)

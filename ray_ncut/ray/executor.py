@@ -18,7 +18,7 @@ import ray
 from ..assign import ClusterAssigner, assign_unit
 from ..cli import PROGRESS_SECONDS
 from ..data.readers import DataError
-from ..loops import TrainJob, embed_in_process, train_in_process
+from ..loops import TrainJob, TrainState, embed_in_process, train_in_process
 from .dataset import TASK_CPUS, connected_by_job, disconnect, init_ray
 from .train import default_workers, in_process, run_embedding_training, run_training
 
@@ -73,12 +73,15 @@ class RayExecutor:
     def trains_here(self, job: TrainJob) -> bool:
         return in_process(job.workers, job.gpus_per_worker)
 
+    # One CPU worker on a one-machine cluster trains in the job's process, with LocalExecutor's
+    # loops (ray_ncut.loops; not LocalExecutor itself: pipeline/ imports this module).
+
     def train_embedding(self, job: TrainJob, X_scaled, neighbours, siamese, progress) -> dict:
         if self.trains_here(job):
             return embed_in_process(job, X_scaled, neighbours, siamese, progress)
         return run_embedding_training(job, X_scaled, neighbours, siamese)
 
-    def train_head(self, job: TrainJob, X_scaled, init_state: dict, Z, constraints, progress) -> dict:
+    def train_head(self, job: TrainJob, X_scaled, init_state: dict, Z, constraints, progress) -> TrainState:
         if self.trains_here(job):
             return train_in_process(job, X_scaled, init_state, Z=Z, constraints=constraints, progress=progress)
         return run_training(job, X_scaled, init_state, Z=Z, constraints=constraints)

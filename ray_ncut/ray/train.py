@@ -37,7 +37,7 @@ from ray.train.torch import TorchTrainer
 from ..config import GraphConfig, TrainConfig
 from ..engine import Constraints, make_optimizer
 from ..knn import neighbour_table
-from ..loops import TrainJob, describe_step, embedding_chunks, head_chunks
+from ..loops import TrainJob, TrainState, describe_step, embedding_chunks, head_chunks
 from ..model import CutHead, HeadConfig
 from ..siamese import SiameseConfig, new_siamese
 from ..threads import configure_threads
@@ -112,17 +112,16 @@ def _constraints(cfg: dict, device) -> Constraints | None:
     return Constraints(*(torch.tensor(c[k]) for k in ("X", "first", "second", "similar"))).to(device)
 
 
-def _checkpoint(model, opt, **state) -> Checkpoint:
-    """A checkpoint holding the (unwrapped) model's and the optimiser's state plus ``state``."""
+def _unwrapped(model) -> dict:
+    """The state dict of ``model``, without DDP's ``module.`` prefix."""
+    return (model.module if hasattr(model, "module") else model).state_dict()
+
+
+def _checkpoint(state: TrainState) -> Checkpoint:
+    """A Ray Train checkpoint holding ``state`` (the file the in-process path writes, in a folder)."""
     tmp = tempfile.mkdtemp(prefix="ray_ncut_ckpt_")
-    module = model.module if hasattr(model, "module") else model
-    torch.save({"model": module.state_dict(), "opt": opt.state_dict(), **state}, os.path.join(tmp, STATE_FILE))
+    state.save(os.path.join(tmp, STATE_FILE))
     return Checkpoint.from_directory(tmp)
-
-
-def _save_state(head, opt, sched, step, curve, resumed_from, loop_seconds, nodes, record) -> Checkpoint:
-    return _checkpoint(head, opt, sched=sched.state_dict(), step=step, curve=curve, resumed_from=resumed_from,
-                       loop_seconds=loop_seconds, nodes=nodes, record=record)
 
 
 def _worker_nodes(world: int) -> list[str]:
@@ -135,9 +134,9 @@ def _worker_nodes(world: int) -> list[str]:
     return sorted(set(every))
 
 
-def load_state(checkpoint: Checkpoint) -> dict:
+def load_state(checkpoint: Checkpoint) -> TrainState:
     with checkpoint.as_directory() as d:
-        return torch.load(os.path.join(d, STATE_FILE), map_location="cpu", weights_only=False)
+        return TrainState.load(os.path.join(d, STATE_FILE))
 
 
 def train_loop_per_worker(cfg: dict) -> None:
@@ -155,18 +154,18 @@ def train_loop_per_worker(cfg: dict) -> None:
         neighbours = torch.from_numpy(neighbour_table(X.cpu().numpy(), graph.n_neighbors)).to(device)
     constraints = _constraints(cfg, device)
 
-    head = CutHead(HeadConfig(**cfg["head"]))
+    head = CutHead(HeadConfig.from_dict(cfg["head"]))
     start, curve = 0, []
     ckpt = ray.train.get_checkpoint()
     state = load_state(ckpt) if ckpt else None
-    head.load_state_dict(state["model"] if state else cfg["init_state"])
+    head.load_state_dict(state.model if state else cfg["init_state"])
     model = ray.train.torch.prepare_model(head)  # DDP (when world > 1) on the worker's device
     nodes = _worker_nodes(ctx.get_world_size())
     opt, sched = make_optimizer(model, train)
     if state:
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        start, curve = state["step"], state["curve"]
+        opt.load_state_dict(state.opt)
+        sched.load_state_dict(state.sched)
+        start, curve = state.step, state.curve
         if rank == 0:
             _progress(f"[ray_ncut] resuming from step {start}")
 
@@ -181,8 +180,9 @@ def train_loop_per_worker(cfg: dict) -> None:
                    "steps_per_s": len(terms) / seconds}
         if rank == 0:
             _progress(describe_step(step, train.steps, last, metrics["steps_per_s"]))
-            ray.train.report(metrics, checkpoint=_save_state(model, opt, sched, step, curve, start, loop_seconds, nodes,
-                                                                  cfg["record"]))
+            state = TrainState(_unwrapped(model), step, opt.state_dict(), sched.state_dict(), curve, start,
+                               loop_seconds, nodes, cfg["record"])
+            ray.train.report(metrics, checkpoint=_checkpoint(state))
         else:
             ray.train.report(metrics, checkpoint=None)
 
@@ -207,9 +207,9 @@ def embedding_loop_per_worker(cfg: dict) -> None:
     ckpt = ray.train.get_checkpoint()
     if ckpt:
         state = load_state(ckpt)
-        net.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = state["step"]
+        net.load_state_dict(state.model)
+        opt.load_state_dict(state.opt)
+        start = state.step
         if rank == 0:
             _progress(f"[ray_ncut] resuming the embedding from step {start}")
     model = ray.train.torch.prepare_model(net)
@@ -217,25 +217,25 @@ def embedding_loop_per_worker(cfg: dict) -> None:
                                        cfg["checkpoint_every"]):
         if rank == 0:
             _progress(f"[ray_ncut] embedding step {step}/{config.steps} contrastive loss {loss:.4f}")
-        ray.train.report({"step": step, "loss": loss}, checkpoint=_checkpoint(model, opt, step=step) if rank == 0 else None)
+        state = TrainState(_unwrapped(model), step, opt.state_dict()) if rank == 0 else None
+        ray.train.report({"step": step, "loss": loss}, checkpoint=_checkpoint(state) if state else None)
     if start >= config.steps:  # resumed after the last step: hand the finished state back
-        ray.train.report({"step": start}, checkpoint=_checkpoint(model, opt, step=start) if rank == 0 else None)
+        state = TrainState(_unwrapped(model), start, opt.state_dict()) if rank == 0 else None
+        ray.train.report({"step": start}, checkpoint=_checkpoint(state) if state else None)
 
 
 # --------------------------------------------------------------------------- driver side
 
 
 def run_training(job: TrainJob, X_scaled: np.ndarray, init_state: dict, Z: np.ndarray | None = None,
-                 constraints: dict | None = None):
+                 constraints: dict | None = None) -> TrainState:
     """Train on the scaled sample X (m, d) with ``job.workers`` Ray Train workers.
 
     ``Z`` (m, e) is the learned embedding the affinities use, if any; ``constraints``
     holds the KCL pairs as numpy arrays ``X, first, second, similar`` (every worker
     gets all of them).
 
-    Returns the final checkpoint's state: ``model`` (the head's state dict), ``curve``,
-    ``resumed_from`` (the step the last attempt started at), ``loop_seconds``
-    (rank 0's time in the training loop during that attempt) and ``nodes`` (the Ray
+    Returns the final checkpoint's :class:`ray_ncut.loops.TrainState` (its ``nodes``: the Ray
     node ids of the last attempt's workers); re-running with the same storage path and run name resumes from the
     latest checkpoint, and so does a retry after a worker failure.
     """
@@ -269,10 +269,10 @@ def run_embedding_training(job: TrainJob, X_scaled: np.ndarray, neighbours: np.n
         "sample": [ray.put(np.ascontiguousarray(X_scaled, dtype=np.float32))],
         "neighbours": [ray.put(np.ascontiguousarray(neighbours[:, : config.n_neighbors], dtype=np.int64))],
     }
-    return _run(embedding_loop_per_worker, cfg, job, "embedding")["model"]
+    return _run(embedding_loop_per_worker, cfg, job, "embedding").model
 
 
-def _run(loop, cfg: dict, job: TrainJob, run_name: str) -> dict:
+def _run(loop, cfg: dict, job: TrainJob, run_name: str) -> TrainState:
     """One ``TorchTrainer`` run of ``loop``; returns its final checkpoint's state."""
     trainer = TorchTrainer(
         loop,
