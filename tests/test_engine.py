@@ -1,13 +1,15 @@
-"""Minibatch samplers and the constraint draw of the training loop."""
+"""Minibatch samplers, the soft assignments and the constraint draw of the training loop."""
 
 import numpy as np
 import torch
 
 from ray_ncut.config import TrainConfig
 from ray_ncut.engine import (
+    LOGIT_RANGE,
     Constraints,
     neighbour_batches,
     random_batches,
+    soft_assignments,
     training_batches,
 )
 from ray_ncut.knn import neighbour_table
@@ -49,3 +51,21 @@ def test_constraint_draw_reindexes_pairs_into_the_rows_it_returns():
     rows, first, second, similar = c.sample(3, torch.Generator().manual_seed(0))
     pairs = {(int(rows[f]), int(rows[s]), bool(m)) for f, s, m in zip(first, second, similar)}
     assert pairs == {(0, 9, True), (2, 3, False), (4, 5, True)}
+
+
+def test_soft_assignments_are_the_softmax_without_subnormal_entries():
+    # Spread logits, as a trained head gives at large k: the plain softmax holds subnormal floats.
+    logits = (torch.randn(200, 1000, generator=torch.Generator().manual_seed(0)) * 40).requires_grad_()
+    plain = torch.softmax(logits, dim=1)
+    assert (plain[plain > 0] < torch.finfo(torch.float32).tiny).any()
+    Y = soft_assignments(logits)
+    assert Y.min() >= np.exp(-LOGIT_RANGE) / 1000 > torch.finfo(torch.float32).tiny
+    assert torch.allclose(Y.sum(1), torch.ones(200))
+    moved = 2 * 1000 * np.exp(-LOGIT_RANGE)  # the top entry gives at most k e^-R to the floor (2x: float32)
+    assert (Y - plain).abs().max() < moved
+    assert torch.equal(Y.argmax(1), plain.argmax(1))
+    # The gradient is the softmax's, up to entries as small as the floor.
+    weights = torch.rand(200, 1000, generator=torch.Generator().manual_seed(1))
+    grad_floored, = torch.autograd.grad((Y * weights).sum(), logits)
+    grad_plain, = torch.autograd.grad((plain * weights).sum(), logits)
+    assert (grad_floored - grad_plain).abs().max() < moved
