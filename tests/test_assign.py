@@ -41,6 +41,23 @@ def corpus(tmp_path_factory):
     return {"root": root, "X": X, "y": y, "ids": ids, "model": model, "data": data}
 
 
+@pytest.fixture(scope="module")
+def labelled(ray_cluster, corpus):
+    """The corpus labelled once by jobs/assign.py, with ground truth and 2 actors: tests that change
+    an output work on a copy (``cp -a``, as a user would move one)."""
+    out = corpus["root"] / "labels"
+    done = assign(["--model", str(corpus["root"] / "model"), "--data", str(corpus["data"]),
+                   "--out", str(out), "--label-column", "truth", "--actors", "2"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Published to" in done.stdout
+    return out
+
+
+def copy_of(out, tmp_path):
+    subprocess.run(["cp", "-a", str(out), str(tmp_path / "labels")], check=True)
+    return tmp_path / "labels"
+
+
 def assign(args):
     return subprocess.run([sys.executable, str(ROOT / "jobs" / "assign.py"), *args],
                           capture_output=True, text=True, timeout=300)
@@ -70,13 +87,8 @@ def test_labeler_works_on_ray_take_batch(ray_cluster, corpus):
 
 
 @pytest.mark.ray
-def test_labels_ids_and_exact_metrics(ray_cluster, corpus, tmp_path):
-    out = tmp_path / "labels"
-    done = assign(["--model", str(corpus["root"] / "model"), "--data", str(corpus["data"]),
-                   "--out", str(out), "--label-column", "truth", "--actors", "2"])
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "Published to" in done.stdout
-
+def test_labels_ids_and_exact_metrics(corpus, labelled):
+    out = labelled
     labels = read_labels(out)
     assert labels.index.is_unique and len(labels) == 3000
     np.testing.assert_array_equal(labels.index.to_numpy(), corpus["ids"])  # every id exactly once
@@ -109,11 +121,8 @@ def test_labels_ids_and_exact_metrics(ray_cluster, corpus, tmp_path):
 
 
 @pytest.mark.ray
-def test_every_labelling_run_writes_a_report_whose_images_render(ray_cluster, corpus, tmp_path):
-    out = tmp_path / "labels"
-    done = assign(["--model", str(corpus["root"] / "model"), "--data", str(corpus["data"]),
-                   "--out", str(out), "--label-column", "truth"])
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_every_labelling_run_writes_a_report_whose_images_render(labelled, tmp_path):
+    out = copy_of(labelled, tmp_path)
     page = (out / "report.html").read_text()
     for section in ("Training curve", "Cluster sizes", "Confidence", "2-D projection", "Confusion matrix"):
         assert f"<h2>{section}</h2>" in page
@@ -141,10 +150,8 @@ def test_every_labelling_run_writes_a_report_whose_images_render(ray_cluster, co
 
 
 @pytest.mark.ray
-def test_failed_job_leaves_previous_output_and_overwrite_replaces_it_whole(ray_cluster, corpus, tmp_path):
-    out = tmp_path / "labels"
-    done = assign(["--model", str(corpus["root"] / "model"), "--data", str(corpus["data"]), "--out", str(out)])
-    assert done.returncode == 0, done.stderr[-2000:]
+def test_failed_job_leaves_previous_output_and_overwrite_replaces_it_whole(corpus, labelled, tmp_path):
+    out = copy_of(labelled, tmp_path)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     # no --overwrite: refused, nothing touched

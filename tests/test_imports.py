@@ -88,3 +88,19 @@ def test_a_local_job_never_imports_ray(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ray imported: False")
     assert (tmp_path / "l" / "metrics.json").is_file()
+
+
+def test_a_read_task_unpickles_without_torch_or_ray_train():
+    """Every job starts fresh Ray workers, and each imports the module its task's code comes from:
+    a read task's body (ray_ncut.ray.tasks) must not cost a worker torch's and Ray Train's imports."""
+    from ray import cloudpickle
+
+    from ray_ncut.data.readers import read_unit_ids
+    from ray_ncut.ray.tasks import UnitAssignActor, unit_mapper
+
+    task = cloudpickle.dumps((unit_mapper([], read_unit_ids), UnitAssignActor)).hex()
+    code = ("import sys; from ray import cloudpickle\n"
+            f"cloudpickle.loads(bytes.fromhex({task!r}))\n"
+            "print(sorted({'torch', 'ray.train', 'ray_ncut.ray.executor'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

@@ -40,13 +40,20 @@ def table(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(ray_cluster, table, tmp_path_factory):
-    """A model directory written by jobs/train.py on the session cluster."""
+def trained_run(ray_cluster, table, tmp_path_factory):
+    """jobs/train.py on the session cluster, run from the data's folder with a relative --data and no
+    --label-column: ``(model directory, the job's stdout)``."""
     data, _, _ = table
     out = tmp_path_factory.mktemp("trained") / "model"
-    done = job("train.py", ["--data", str(data), "--k", "3", "--out", str(out), *SMALL])
+    done = job("train.py", ["--data", data.name, "--k", "3", "--out", str(out), *SMALL], cwd=data.parent)
     assert done.returncode == 0, done.stderr[-2000:]
-    return out
+    return out, done.stdout
+
+
+@pytest.fixture(scope="module")
+def trained(trained_run):
+    """A model directory written by jobs/train.py."""
+    return trained_run[0]
 
 
 # --------------------------------------------------------------------------- refusals, before any work
@@ -133,7 +140,7 @@ def test_duplicate_ids_are_found_before_any_labelling(trained, table, tmp_path):
 
 
 @pytest.mark.ray
-def test_a_label_column_is_never_a_feature_and_quality_is_reported_on_the_sample(ray_cluster, table, tmp_path):
+def test_a_label_column_is_never_a_feature_and_quality_is_reported_on_the_sample(table, trained_run, tmp_path):
     data, X, y = table
     out = tmp_path / "m"
     done = job("train.py", ["--data", str(data), "--k", "3", "--label-column", "label", "--out", str(out), *SMALL])
@@ -144,10 +151,11 @@ def test_a_label_column_is_never_a_feature_and_quality_is_reported_on_the_sample
     model = NeuralCut.load(out)
     assert model.n_features_in_ == 2
     assert summary["sample_quality"]["acc"] == pytest.approx(accuracy(y, model.predict(X)), abs=1e-9)
-    # the same without naming it, with paths relative to the data's folder: "label" is still left out,
-    # and the model records where its data is, so it labels from any other folder
-    quiet = job("train.py", ["--data", data.name, "--k", "3", "--out", str(tmp_path / "m2"), *SMALL], cwd=data.parent)
-    assert quiet.returncode == 0 and "features: 2 columns (f1, f2)" in quiet.stdout
+    # the same without naming it, with paths relative to the data's folder (the module's model): "label" is
+    # still left out, and the model records where its data is, so it labels from any other folder
+    quiet, stdout = trained_run
+    assert "features: 2 columns (f1, f2); ids: derived from file and row" in stdout and "ground truth" not in stdout
+    subprocess.run(["cp", "-r", str(quiet), str(tmp_path / "m2")], check=True)
     assert json.loads((tmp_path / "m2" / "summary.json").read_text())["sample_quality"] is None
     assert json.loads((tmp_path / "m2" / "config.json").read_text())["data"]["uri"] == str(data)
     labelled = job("assign.py", ["--model", "m2", "--out", "labels"], cwd=tmp_path)

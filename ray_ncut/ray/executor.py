@@ -12,14 +12,13 @@ import gc
 import pickle
 import time
 
-import numpy as np
 import ray
 
-from ..assign import ClusterAssigner, assign_unit
 from ..cli import PROGRESS_SECONDS
 from ..data.readers import DataError
 from ..loops import TrainJob, TrainState, embed_in_process, train_in_process
 from .dataset import TASK_CPUS, connected_by_job, disconnect, init_ray
+from .tasks import UnitAssignActor, unit_mapper
 from .train import default_workers, in_process, run_embedding_training, run_training
 
 __all__ = ["RayExecutor", "UnitAssignActor", "pool_resources", "ACTORS_PER_GPU"]
@@ -42,13 +41,9 @@ class RayExecutor:
         With ``progress``, a line every few seconds says how many units are ``doing``-ne."""
         indices = list(range(len(units))) if indices is None else list(indices)
 
-        def run(batch):
-            results = [_or_data_error(fn, units[int(i)], int(i)) for i in batch["item"]]
-            return {"index": batch["item"], "result": np.array([pickle.dumps(r) for r in results], dtype=object)}
-
         ds = ray.data.from_items(indices, override_num_blocks=max(1, len(indices)))
         by_unit, t0, last = {}, time.perf_counter(), 0.0
-        for row in ds.map_batches(run, batch_size=1, num_cpus=TASK_CPUS).iter_rows():
+        for row in ds.map_batches(unit_mapper(units, fn), batch_size=1, num_cpus=TASK_CPUS).iter_rows():
             result = pickle.loads(row["result"])
             if isinstance(result, DataError):  # raised on the driver with its own line, not as a RayTaskError
                 raise result
@@ -89,38 +84,6 @@ class RayExecutor:
     def interrupted(self) -> None:
         if connected_by_job():  # stop this job's actors: one still writing a part would keep the folder
             disconnect()
-
-
-def _or_data_error(fn, unit, index):
-    """``fn(unit, index)``, or the :class:`DataError` it raised, returned: Ray would wrap it in a
-    ``RayTaskError`` whose first line loses the message."""
-    try:
-        return fn(unit, index)
-    except DataError as e:
-        return e
-
-
-class UnitAssignActor:
-    """Ray Data callable class: a batch of ``{"id": unit index, "unit": pickled ReadUnit}`` -> one
-    pickled UnitResult per unit. The units travel in the batches, not in the constructor: Ray keeps
-    large constructor arguments in the object store and logs an ERROR for every restartable actor
-    that has them."""
-
-    def __init__(self, model_dir, parts_dir, with_label, sample_rate, seed, drop_invalid):
-        self.assigner = ClusterAssigner(model_dir)
-        self.parts_dir = parts_dir
-        self.with_label, self.sample_rate, self.seed = with_label, sample_rate, seed
-        self.drop_invalid = drop_invalid
-        self.node = ray.get_runtime_context().get_node_id()
-
-    def __call__(self, batch: dict) -> dict:
-        results = []
-        for i, unit in zip(batch["id"], batch["unit"]):
-            r = assign_unit(self.assigner, pickle.loads(unit), int(i), self.parts_dir,
-                            self.with_label, self.sample_rate, self.seed, drop_invalid=self.drop_invalid)
-            r.node = self.node
-            results.append(r)
-        return {"result": np.array([pickle.dumps(r) for r in results], dtype=object)}
 
 
 def pool_resources(n_units: int, actors: int | None) -> tuple[int, dict]:
