@@ -85,7 +85,7 @@ def survivors(started, grace=30):
     return [p.name() for p in alive]
 
 
-def stop_process_group(proc, grace: float = 5.0) -> None:
+def stop_process_group(proc, grace: float = 1.0) -> None:
     """Stop a test head started in its own session: SIGTERM, then after ``grace`` seconds SIGKILL
     to what is left of its group (a test head needs no orderly shutdown; `ray start --block` takes
     ~30 s for one)."""

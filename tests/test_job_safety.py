@@ -136,6 +136,32 @@ def test_duplicate_ids_are_found_before_any_labelling(trained, table, tmp_path):
     assert not list(tmp_path.glob("*labels*"))
 
 
+@pytest.mark.ray
+def test_the_id_check_reads_small_inputs_here_and_large_ones_in_ray_tasks(ray_cluster, tmp_path):
+    from ray_ncut.data.readers import DataError
+    from ray_ncut.pipeline.scan import DRIVER_ID_ROWS, check_unique_ids, open_feature_set
+    from ray_ncut.ray.executor import RayExecutor
+
+    class CountingExecutor(RayExecutor):  # a test double around the real one: counts the Ray passes
+        passes = 0
+
+        def map_units(self, *args, **kw):
+            self.passes += 1
+            return super().map_units(*args, **kw)
+
+    for n in (3000, DRIVER_ID_ROWS + 1000):
+        folder = tmp_path / str(n)
+        folder.mkdir()
+        ids = np.arange(n)
+        ids[-1] = 5  # one repeat, in the last file
+        for i, part in enumerate(np.array_split(ids, 4)):
+            pq.write_table(pa.table({"id": part, "f1": np.zeros(len(part), np.float32)}), folder / f"{i}.parquet")
+        ex = CountingExecutor()
+        with pytest.raises(DataError, match="ids in column 'id' are not unique: 1 repeated, e.g. 5;"):
+            check_unique_ids(ex, open_feature_set(str(folder)))
+        assert ex.passes == (0 if n <= DRIVER_ID_ROWS else 2)  # hashes, then the ids whose hash repeats
+
+
 # --------------------------------------------------------------------------- feature choice
 
 

@@ -19,7 +19,6 @@ from ..data.readers import DataError
 from ..loops import TrainJob, TrainState, embed_in_process, train_in_process
 from .dataset import TASK_CPUS, connected_by_job, disconnect, init_ray
 from .tasks import UnitAssignActor, unit_mapper
-from .train import default_workers, in_process, run_embedding_training, run_training
 
 __all__ = ["RayExecutor", "UnitAssignActor", "pool_resources", "ACTORS_PER_GPU"]
 
@@ -60,13 +59,13 @@ class RayExecutor:
 
     def plan_training(self, workers: int | None, gpus_per_worker: float | None) -> tuple[int, float]:
         """One worker per GPU, else one per node; a GPU per worker where the cluster has one for each."""
-        workers = workers or default_workers()
+        workers = workers or _ray_train().default_workers()
         if gpus_per_worker is None:
             gpus_per_worker = 1.0 if ray.cluster_resources().get("GPU", 0) >= workers else 0.0
         return workers, gpus_per_worker
 
     def trains_here(self, job: TrainJob) -> bool:
-        return in_process(job.workers, job.gpus_per_worker)
+        return _ray_train().in_process(job.workers, job.gpus_per_worker)
 
     # One CPU worker on a one-machine cluster trains in the job's process, with LocalExecutor's
     # loops (ray_ncut.loops; not LocalExecutor itself: pipeline/ imports this module).
@@ -74,16 +73,24 @@ class RayExecutor:
     def train_embedding(self, job: TrainJob, X_scaled, neighbours, siamese, progress) -> dict:
         if self.trains_here(job):
             return embed_in_process(job, X_scaled, neighbours, siamese, progress)
-        return run_embedding_training(job, X_scaled, neighbours, siamese)
+        return _ray_train().run_embedding_training(job, X_scaled, neighbours, siamese)
 
     def train_head(self, job: TrainJob, X_scaled, init_state: dict, Z, constraints, progress) -> TrainState:
         if self.trains_here(job):
             return train_in_process(job, X_scaled, init_state, Z=Z, constraints=constraints, progress=progress)
-        return run_training(job, X_scaled, init_state, Z=Z, constraints=constraints)
+        return _ray_train().run_training(job, X_scaled, init_state, Z=Z, constraints=constraints)
 
     def interrupted(self) -> None:
         if connected_by_job():  # stop this job's actors: one still writing a part would keep the folder
             disconnect()
+
+
+def _ray_train():
+    """:mod:`ray_ncut.ray.train`, imported once a job trains: a labelling job's driver skips Ray
+    Train's imports (~0.8 s)."""
+    from . import train
+
+    return train
 
 
 def pool_resources(n_units: int, actors: int | None) -> tuple[int, dict]:
