@@ -96,9 +96,11 @@ def test_a_read_task_unpickles_without_torch_or_ray_train():
     from ray import cloudpickle
 
     from ray_ncut.data.readers import read_unit_ids
+    from ray_ncut.pipeline.scan import _scan_unit
     from ray_ncut.ray.tasks import UnitAssignActor, unit_mapper
 
-    task = cloudpickle.dumps((unit_mapper([], read_unit_ids), UnitAssignActor)).hex()
+    # the id check's and the training scan's task code, and the labelling actor's class
+    task = cloudpickle.dumps((unit_mapper([], read_unit_ids), unit_mapper([], _scan_unit), UnitAssignActor)).hex()
     code = ("import sys; from ray import cloudpickle\n"
             f"cloudpickle.loads(bytes.fromhex({task!r}))\n"
             "print(sorted({'torch', 'ray.train', 'ray_ncut.ray.executor'} & set(sys.modules)))")

@@ -93,22 +93,20 @@ def check_unique_ids(ex: Executor, fs: FeatureSet) -> None:
     Derived ids (file and row) and built-in row numbers are unique by construction."""
     if fs.units[0].kind != "parquet" or not fs.units[0].columns["id"]:
         return
-    over_units = ex.map_units if fs.n_rows > DRIVER_ID_ROWS else _in_this_process
-    hashes = over_units(fs.units, lambda unit, _: hash_ids(read_unit_ids(unit)))
+    from .executor import LocalExecutor  # torch; not at the top: Ray's read tasks import this module
+
+    runner = ex if fs.n_rows > DRIVER_ID_ROWS else LocalExecutor()
+    hashes = runner.map_units(fs.units, lambda unit, _: hash_ids(read_unit_ids(unit)))
     if not duplicate_hashes(hashes):
         return
     # A repeat (or a 64-bit collision): fetch only the ids whose hash repeats, and check exactly.
     h, counts = np.unique(np.concatenate(hashes), return_counts=True)
     suspects = set(h[counts > 1].tolist())
-    candidates = over_units(fs.units, lambda unit, _: _ids_with_hash(unit, suspects))
+    candidates = runner.map_units(fs.units, lambda unit, _: _ids_with_hash(unit, suspects))
     dup = repeated_values(np.concatenate(candidates))
     if dup:
         raise DataError(f"{fs.uri}: ids in column {fs.units[0].columns['id']!r} are not unique: {len(dup)} repeated, "
                         f"e.g. {dup[0]!r}; labels could not be joined back to rows")
-
-
-def _in_this_process(units: list, fn) -> list:
-    return [fn(unit, i) for i, unit in enumerate(units)]
 
 
 def _ids_with_hash(unit, hashes: set) -> np.ndarray:
