@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import gc
 import pickle
+import sys
 import time
+import traceback
 
 import ray
 
@@ -81,6 +83,14 @@ class RayExecutor:
         return _ray_train().run_training(job, X_scaled, init_state, Z=Z, constraints=constraints)
 
     def interrupted(self) -> None:
+        # Called in the job's `except KeyboardInterrupt` block. The interrupted stack's frames
+        # hold Ray Data's iterator when Ctrl-C landed between its steps; left to the exception's
+        # lifetime it would shut its executor down after the disconnect below, reconnect to
+        # Ray to cancel its tasks and print a traceback. Released here, it shuts down now.
+        stopped = sys.exc_info()[2]
+        if stopped is not None:
+            traceback.clear_frames(stopped)
+        gc.collect()
         if connected_by_job():  # stop this job's actors: one still writing a part would keep the folder
             disconnect()
 
