@@ -134,9 +134,15 @@ class SiameseConfig(_Serialisable):
     batch_size: int = 512
     learning_rate: float = 1e-3
     margin: float = 1.0
+    # Inputs of at least twice this many features train the network on their first ``components``
+    # principal components (0: never). 2026-12-06, 3 seeds: MNIST-5k, text embeddings, spectra
+    # level or better, 15-38% less fit time; digits (64 -> 50) no faster and one seed 0.10 worse.
+    components: int = 50
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
+        _check(isinstance(self.components, numbers.Integral) and self.components >= 0,
+               f"siamese components={self.components!r} should be >= 0 (0: no projection)")
         for name in ("dim", "n_neighbors", "steps", "batch_size"):
             value = getattr(self, name)
             _check(isinstance(value, numbers.Integral) and value >= 1, f"siamese {name}={value!r} should be >= 1")
@@ -147,6 +153,11 @@ class SiameseConfig(_Serialisable):
 
     def to_dict(self) -> dict:
         return {**asdict(self), "hidden": list(self.hidden)}
+
+    def projects(self, n_features: int) -> bool:
+        """Whether the network trains on principal components of ``n_features`` inputs: only where
+        they at least halve its inputs (a smaller cut saves no time)."""
+        return 0 < self.components <= n_features // 2
 
 
 def check_k_bounds(k_range, flag: str = "k_range") -> tuple[int, int]:

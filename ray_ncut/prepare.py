@@ -92,11 +92,11 @@ def prepare_training(X: torch.Tensor, head_config: HeadConfig, graph: GraphConfi
         raise ValueError(f"affinity={graph.affinity!r} should be resolved to 'knn' or 'siamese' first")
     auto = {}
     Z = None
+    siamese = siamese or SiameseConfig(n_neighbors=graph.n_neighbors)
     learn = graph.affinity == "siamese" and embedding is None
-    want_table = (batch_neighbours and train.batch_neighbors > 0) or learn
+    want_table = (batch_neighbours and train.batch_neighbors > 0) or (learn and not siamese.projects(X.shape[1]))
     neighbours = torch.from_numpy(neighbour_table(X.cpu().numpy(), graph.n_neighbors)).to(X.device) if want_table else None
     if graph.affinity == "siamese":
-        siamese = siamese or SiameseConfig(n_neighbors=graph.n_neighbors)
         Z = embedding.to(X.device) if embedding is not None else embed(train_siamese(X, siamese, seed, neighbours), X)  # (n, e)
         auto["siamese"] = siamese.to_dict()
     if k_range is not None:

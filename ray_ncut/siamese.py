@@ -6,9 +6,16 @@ when k is not tiny). The contrastive loss pulls positives together and pushes
 negatives at least ``margin`` apart. The cut head then still maps *input features*
 to clusters; only its minibatch affinities are built on the embedding, so a
 trained head needs no embedding at prediction time.
+
+Inputs of at least twice ``config.components`` features (784 pixels, 384-D text embeddings)
+are first projected on the sample's leading principal components, the network and its kNN positives
+work on those, and the projection is then folded into the network's first layer, so the
+trained network still reads the scaled features (:class:`Projection`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -16,7 +23,48 @@ from .config import SiameseConfig
 from .knn import neighbour_table
 from .nn import forward_rows, mlp
 
-__all__ = ["SiameseConfig", "train_siamese", "siamese_steps", "new_siamese", "embed"]
+__all__ = ["SiameseConfig", "Projection", "siamese_inputs", "train_siamese", "siamese_steps", "new_siamese", "embed"]
+
+
+@dataclass
+class Projection:
+    """``x -> (x - mean) @ basis``: rows (n, d) onto their leading principal components (n, p)."""
+
+    mean: torch.Tensor  # (1, d)
+    basis: torch.Tensor  # (d, p), orthonormal columns, largest variance first
+
+    @classmethod
+    def fit(cls, X: torch.Tensor, components: int) -> "Projection":
+        """The first ``components`` principal axes of X (n, d), from its d x d covariance in float64."""
+        mean = X.double().mean(0, keepdim=True)
+        centred = X.double() - mean
+        _, axes = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
+        return cls(mean.to(X.dtype), axes[:, -components:].flip(1).to(X.dtype).contiguous())
+
+    def __call__(self, X: torch.Tensor) -> torch.Tensor:
+        return (X - self.mean) @ self.basis
+
+    def fold(self, net: torch.nn.Sequential) -> torch.nn.Sequential:
+        """``net`` (reading p projected inputs) as a network reading the d features: its first
+        layer ``W z + b`` becomes ``(W basis^T) x + (b - W basis^T mean)``."""
+        first = net[0]
+        weight = first.weight.detach() @ self.basis.T  # (h, d)
+        folded = torch.nn.Linear(weight.shape[1], weight.shape[0]).to(weight.device)
+        with torch.no_grad():
+            folded.weight.copy_(weight)
+            folded.bias.copy_(first.bias.detach() - (self.mean @ weight.T).squeeze(0))
+        net[0] = folded
+        return net
+
+
+def siamese_inputs(X: torch.Tensor, config: SiameseConfig) -> tuple[torch.Tensor, Projection | None]:
+    """What the network trains on for the scaled sample X (n, d): X itself, or its projection
+    (n, ``config.components``) when X has at least twice as many features (the kNN positives
+    are then found among the leading components, and each step reads ``components`` inputs)."""
+    if not config.projects(X.shape[1]):
+        return X, None
+    projection = Projection.fit(X, config.components)
+    return projection(X), projection
 
 
 def contrastive_loss(za, zp, zn, margin: float) -> torch.Tensor:
@@ -59,15 +107,17 @@ def new_siamese(input_dim: int, config: SiameseConfig, seed: int, device="cpu") 
 def train_siamese(X: torch.Tensor, config: SiameseConfig, seed: int, neighbours: torch.Tensor | None = None) -> torch.nn.Module:
     """Train the embedding on the scaled sample X (n, d) in this process; returns the network in eval mode.
 
-    ``neighbours`` (n, s) is the sample's neighbour table if already known. The Ray job
+    ``neighbours`` (n, s) is the sample's neighbour table if already known (unused when the
+    inputs are projected: the positives are then found among the components). The Ray job
     trains the same network with Ray Train (:func:`ray_ncut.ray.train.run_embedding_training`).
     """
-    if neighbours is None:
-        neighbours = torch.from_numpy(neighbour_table(X.cpu().numpy(), config.n_neighbors))
-    net, opt = new_siamese(X.shape[1], config, seed, X.device)
-    siamese_steps(net, opt, X, neighbours[:, : config.n_neighbors].to(X.device), config, config.steps,
+    inputs, projection = siamese_inputs(X, config)  # (n, d) or (n, components)
+    if neighbours is None or projection is not None:
+        neighbours = torch.from_numpy(neighbour_table(inputs.cpu().numpy(), config.n_neighbors))
+    net, opt = new_siamese(inputs.shape[1], config, seed, X.device)
+    siamese_steps(net, opt, inputs, neighbours[:, : config.n_neighbors].to(X.device), config, config.steps,
                   torch.Generator().manual_seed(seed))
-    return net.eval()
+    return (net if projection is None else projection.fold(net)).eval()
 
 
 @torch.no_grad()

@@ -79,6 +79,7 @@ def test_flags_left_out_take_the_config_defaults_and_errors_name_the_flag():
     ({"dim": -3}, r"^siamese dim=-3 should be >= 1$"),
     ({"margin": 0}, r"^siamese margin=0 should be > 0$"),
     ({"hidden": (64, 0)}, r"^siamese hidden=\(64, 0\) should be widths >= 1$"),
+    ({"components": -1}, r"^siamese components=-1 should be >= 0 \(0: no projection\)$"),
     ({"dimm": 3}, r"^siamese_params has unknown key\(s\) \['dimm'\]; known: \['dim', "),
 ])
 def test_siamese_settings_are_checked_when_the_config_is_made_not_inside_torch(params, message):

@@ -7,7 +7,8 @@ import torch
 from ray_ncut import NeuralCut
 from ray_ncut.data import load_builtin
 from ray_ncut.metrics import accuracy
-from ray_ncut.siamese import SiameseConfig, contrastive_loss, embed, train_siamese
+from ray_ncut.nn import mlp
+from ray_ncut.siamese import Projection, SiameseConfig, contrastive_loss, embed, siamese_inputs, train_siamese
 
 torch.set_num_threads(1)
 
@@ -39,6 +40,60 @@ def test_head_on_siamese_affinity_separates_rings_and_predicts_without_the_embed
     est.save(str(tmp_path / "m"))
     X_new, y_new = load_builtin("builtin:rings?n=5000&seed=4")
     assert accuracy(y_new, NeuralCut.load(str(tmp_path / "m")).predict(X_new)) > 0.99
+
+
+def test_projection_is_the_leading_principal_components_and_folds_into_the_first_layer():
+    rng = np.random.default_rng(0)
+    X = torch.from_numpy((rng.normal(size=(400, 12)) * np.linspace(5, 0.5, 12) @ np.linalg.qr(rng.normal(size=(12, 12)))[0]
+                          + 3.0).astype(np.float32))
+    projection = Projection.fit(X, 4)
+    centred = X.double() - X.double().mean(0)
+    eigenvalues = np.linalg.eigvalsh((centred.T @ centred).numpy())[::-1]  # brute force, descending
+    P = projection(X).double()
+    np.testing.assert_allclose((P.T @ P).numpy(), np.diag(eigenvalues[:4]), rtol=1e-4, atol=1e-2 * eigenvalues[0])
+    torch.manual_seed(0)
+    net = mlp(4, (16,), 3)
+    on_components = net(projection(X)).detach()
+    folded = projection.fold(net)
+    assert folded[0].in_features == 12
+    torch.testing.assert_close(folded(X).detach(), on_components, rtol=1e-4, atol=1e-4)
+
+
+def test_wide_inputs_train_on_components_and_the_network_still_reads_every_feature():
+    X, _ = load_builtin("builtin:blobs?n=1500&d=8&k=5")
+    rng = np.random.default_rng(1)
+    basis = np.linalg.qr(rng.normal(size=(80, 8)))[0]  # 8 signal directions in 80 features
+    X = (((X - X.mean(0)) / X.std(0)) @ basis.T + rng.normal(0, 0.05, (1500, 80))).astype(np.float32)
+    Xt = torch.from_numpy(X)
+    config = SiameseConfig(dim=4, hidden=(64, 64), steps=300, components=10)
+    assert siamese_inputs(Xt, config)[0].shape == (1500, 10)
+    assert siamese_inputs(Xt, SiameseConfig(components=0))[1] is None  # 0: never projected
+    assert siamese_inputs(Xt[:, :20], config)[1] is not None and siamese_inputs(Xt[:, :19], config)[1] is None  # halved at least
+    net = train_siamese(Xt, config, seed=0)
+    assert net[0].in_features == 80
+    Z = embed(net, Xt).numpy()
+    nearest = np.argsort(((X[:, None] - X[None]) ** 2).sum(2), axis=1)[:, 1]
+    random_pair = rng.integers(0, len(Z), len(Z))
+    assert np.median(np.linalg.norm(Z - Z[nearest], axis=1)) < 0.25 * np.median(np.linalg.norm(Z - Z[random_pair], axis=1))
+
+
+def test_the_jobs_embedding_of_wide_inputs_is_the_in_memory_one(tmp_path):
+    """The training job projects, trains (here in process, as one Ray Train worker would) and folds
+    exactly as ``train_siamese`` does: the sample's code is the same."""
+    from ray_ncut.config import GraphConfig, TrainConfig
+    from ray_ncut.model import HeadConfig
+    from ray_ncut.pipeline.executor import LocalExecutor
+    from ray_ncut.pipeline.train import _train_embedding
+    from ray_ncut.ray.train import TrainJob
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(600, 60)).astype(np.float32)
+    config = SiameseConfig(dim=4, hidden=(32, 32), steps=100, components=8)
+    job = TrainJob(HeadConfig(60, 3, (32,)), GraphConfig(), TrainConfig(), seed=3, workers=1, gpus_per_worker=0.0,
+                   checkpoint_every=100, storage_path=str(tmp_path))
+    Z_job = _train_embedding(LocalExecutor(), job, X, config, None, progress=lambda line: None)
+    Xt = torch.from_numpy(X)
+    torch.testing.assert_close(Z_job, embed(train_siamese(Xt, config, seed=3), Xt), rtol=1e-4, atol=1e-5)
 
 
 def rings_in_50d(n: int, seed: int, signal: int = 24, d: int = 50):

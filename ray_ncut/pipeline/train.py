@@ -43,7 +43,7 @@ from ..prepare import prepare_training, resolve_affinity
 from ..recluster import carry_ids, fit_of, read_reference, reference_sample
 from ..recluster import describe as describe_recluster
 from ..scaling import FeatureScaler
-from ..siamese import SiameseConfig, embed, new_siamese
+from ..siamese import SiameseConfig, embed, new_siamese, siamese_inputs
 from .executor import Executor, open_executor
 from .scan import collect_rows, describe_columns, open_feature_set, scan_statistics
 
@@ -170,11 +170,13 @@ def _train_embedding(ex: Executor, job: TrainJob, X_scaled: np.ndarray, siamese:
     how = "in this process" if ex.trains_here(job) else f"with Ray Train, {job.workers} worker(s)"
     progress(f"[ray_ncut] learned affinity{why}: training the Siamese embedding {how}, {siamese.steps} steps")
     t0 = time.perf_counter()
-    neighbours = neighbour_table(X_scaled, siamese.n_neighbors)  # (m, s)
-    state = ex.train_embedding(job, X_scaled, neighbours, siamese, progress)
-    net, _ = new_siamese(X_scaled.shape[1], siamese, job.seed)
+    X = torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32))
+    inputs, projection = siamese_inputs(X, siamese)  # (m, d) or (m, components)
+    neighbours = neighbour_table(inputs.numpy(), siamese.n_neighbors)  # (m, s)
+    state = ex.train_embedding(job, inputs.numpy(), neighbours, siamese, progress)
+    net, _ = new_siamese(inputs.shape[1], siamese, job.seed)
     net.load_state_dict(state)
-    Z = embed(net.eval(), torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32)))
+    Z = embed((net if projection is None else projection.fold(net)).eval(), X)
     progress(f"[ray_ncut] embedding trained in {time.perf_counter() - t0:.1f}s")
     return Z
 
