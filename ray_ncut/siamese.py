@@ -7,7 +7,7 @@ negatives at least ``margin`` apart. The cut head then still maps *input feature
 to clusters; only its minibatch affinities are built on the embedding, so a
 trained head needs no embedding at prediction time.
 
-Inputs of at least twice ``config.components`` features (784 pixels, 384-D text embeddings)
+Wide inputs (784 pixels, 384-D text embeddings; :meth:`SiameseConfig.input_components`)
 are first projected on the sample's leading principal components, the network and its kNN positives
 work on those, and the projection is then folded into the network's first layer, so the
 trained network still reads the scaled features (:class:`Projection`).
@@ -57,13 +57,14 @@ class Projection:
         return net
 
 
-def siamese_inputs(X: torch.Tensor, config: SiameseConfig) -> tuple[torch.Tensor, Projection | None]:
-    """What the network trains on for the scaled sample X (n, d): X itself, or its projection
-    (n, ``config.components``) when X has at least twice as many features (the kNN positives
-    are then found among the leading components, and each step reads ``components`` inputs)."""
-    if not config.projects(X.shape[1]):
+def siamese_inputs(X: torch.Tensor, config: SiameseConfig, n_clusters: int) -> tuple[torch.Tensor, Projection | None]:
+    """What the network trains on for the scaled sample X (n, d) and ``n_clusters`` clusters: X
+    itself, or its projection (n, p) on p = :meth:`SiameseConfig.input_components` principal
+    components (the kNN positives are then found among them, and each step reads p inputs)."""
+    p = config.input_components(X.shape[1], n_clusters)
+    if p == 0:
         return X, None
-    projection = Projection.fit(X, config.components)
+    projection = Projection.fit(X, p)
     return projection(X), projection
 
 
@@ -104,14 +105,16 @@ def new_siamese(input_dim: int, config: SiameseConfig, seed: int, device="cpu") 
     return net, torch.optim.Adam(net.parameters(), lr=config.learning_rate)
 
 
-def train_siamese(X: torch.Tensor, config: SiameseConfig, seed: int, neighbours: torch.Tensor | None = None) -> torch.nn.Module:
-    """Train the embedding on the scaled sample X (n, d) in this process; returns the network in eval mode.
+def train_siamese(X: torch.Tensor, config: SiameseConfig, seed: int, n_clusters: int,
+                  neighbours: torch.Tensor | None = None) -> torch.nn.Module:
+    """Train the embedding on the scaled sample X (n, d) for ``n_clusters`` clusters (the largest
+    searched when k is chosen) in this process; returns the network in eval mode.
 
     ``neighbours`` (n, s) is the sample's neighbour table if already known (unused when the
     inputs are projected: the positives are then found among the components). The Ray job
     trains the same network with Ray Train (:func:`ray_ncut.ray.train.run_embedding_training`).
     """
-    inputs, projection = siamese_inputs(X, config)  # (n, d) or (n, components)
+    inputs, projection = siamese_inputs(X, config, n_clusters)  # (n, d) or (n, p)
     if neighbours is None or projection is not None:
         neighbours = torch.from_numpy(neighbour_table(inputs.cpu().numpy(), config.n_neighbors))
     net, opt = new_siamese(inputs.shape[1], config, seed, X.device)

@@ -104,7 +104,8 @@ def test_embedding_trained_by_ray_train_in_process_and_in_memory_is_the_same_wit
                    checkpoint_every=100, storage_path=str(tmp_path))
     by_ray = run_embedding_training(job, X, neighbours, config)
     in_process = embed_in_process(job, X, neighbours, config, progress=lambda line: None)
-    in_memory = train_siamese(torch.from_numpy(X), config, seed=3, neighbours=torch.from_numpy(neighbours)).state_dict()
+    in_memory = train_siamese(torch.from_numpy(X), config, seed=3, n_clusters=4,
+                              neighbours=torch.from_numpy(neighbours)).state_dict()
     assert by_ray.keys() == in_memory.keys() == in_process.keys()
     for name in in_memory:
         torch.testing.assert_close(by_ray[name], in_memory[name], rtol=1e-4, atol=1e-5)

@@ -22,7 +22,7 @@ def test_contrastive_loss_by_hand():
 def test_embedding_pulls_neighbours_together_and_pushes_random_pairs_apart():
     X, _ = load_builtin("builtin:blobs?n=1500&d=8&k=5")
     Xt = torch.from_numpy((X - X.mean(0)) / X.std(0))
-    Z = embed(train_siamese(Xt, SiameseConfig(dim=4, hidden=(64, 64), steps=300), seed=0), Xt).numpy()
+    Z = embed(train_siamese(Xt, SiameseConfig(dim=4, hidden=(64, 64), steps=300), seed=0, n_clusters=5), Xt).numpy()
     nearest = np.argsort(((X[:, None] - X[None]) ** 2).sum(2), axis=1)[:, 1]  # input-space neighbour
     rng = np.random.default_rng(0)
     random_pair = rng.integers(0, len(Z), len(Z))
@@ -66,10 +66,12 @@ def test_wide_inputs_train_on_components_and_the_network_still_reads_every_featu
     X = (((X - X.mean(0)) / X.std(0)) @ basis.T + rng.normal(0, 0.05, (1500, 80))).astype(np.float32)
     Xt = torch.from_numpy(X)
     config = SiameseConfig(dim=4, hidden=(64, 64), steps=300, components=10)
-    assert siamese_inputs(Xt, config)[0].shape == (1500, 10)
-    assert siamese_inputs(Xt, SiameseConfig(components=0))[1] is None  # 0: never projected
-    assert siamese_inputs(Xt[:, :20], config)[1] is not None and siamese_inputs(Xt[:, :19], config)[1] is None  # halved at least
-    net = train_siamese(Xt, config, seed=0)
+    assert siamese_inputs(Xt, config, 5)[0].shape == (1500, 10)
+    assert siamese_inputs(Xt, config, 30)[0].shape == (1500, 30)  # one component per cluster at least
+    assert siamese_inputs(Xt, config, 41)[1] is None  # 41 components would not halve the 80 inputs
+    assert siamese_inputs(Xt, SiameseConfig(components=0), 5)[1] is None  # 0: never projected
+    assert siamese_inputs(Xt[:, :20], config, 5)[1] is not None and siamese_inputs(Xt[:, :19], config, 5)[1] is None
+    net = train_siamese(Xt, config, seed=0, n_clusters=5)
     assert net[0].in_features == 80
     Z = embed(net, Xt).numpy()
     nearest = np.argsort(((X[:, None] - X[None]) ** 2).sum(2), axis=1)[:, 1]
@@ -91,9 +93,9 @@ def test_the_jobs_embedding_of_wide_inputs_is_the_in_memory_one(tmp_path):
     config = SiameseConfig(dim=4, hidden=(32, 32), steps=100, components=8)
     job = TrainJob(HeadConfig(60, 3, (32,)), GraphConfig(), TrainConfig(), seed=3, workers=1, gpus_per_worker=0.0,
                    checkpoint_every=100, storage_path=str(tmp_path))
-    Z_job = _train_embedding(LocalExecutor(), job, X, config, None, progress=lambda line: None)
+    Z_job = _train_embedding(LocalExecutor(), job, X, config, 3, None, progress=lambda line: None)
     Xt = torch.from_numpy(X)
-    torch.testing.assert_close(Z_job, embed(train_siamese(Xt, config, seed=3), Xt), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(Z_job, embed(train_siamese(Xt, config, seed=3, n_clusters=3), Xt), rtol=1e-4, atol=1e-5)
 
 
 def rings_in_50d(n: int, seed: int, signal: int = 24, d: int = 50):

@@ -163,15 +163,16 @@ def _gather_constraints(ex: Executor, fs, pairs, scaler, progress) -> dict | Non
     return {"X": scaler.transform(Xc).astype(np.float32), "first": first, "second": second, "similar": similar}
 
 
-def _train_embedding(ex: Executor, job: TrainJob, X_scaled: np.ndarray, siamese: SiameseConfig, choice: dict | None,
-                     progress) -> torch.Tensor:
-    """The Siamese code (m, e) of the scaled sample, the network trained by the executor."""
+def _train_embedding(ex: Executor, job: TrainJob, X_scaled: np.ndarray, siamese: SiameseConfig, n_clusters: int,
+                     choice: dict | None, progress) -> torch.Tensor:
+    """The Siamese code (m, e) of the scaled sample for ``n_clusters`` clusters (the largest searched
+    when k is chosen), the network trained by the executor."""
     why = f" ({choice['reason']})" if choice else ""
     how = "in this process" if ex.trains_here(job) else f"with Ray Train, {job.workers} worker(s)"
     progress(f"[ray_ncut] learned affinity{why}: training the Siamese embedding {how}, {siamese.steps} steps")
     t0 = time.perf_counter()
     X = torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32))
-    inputs, projection = siamese_inputs(X, siamese)  # (m, d) or (m, components)
+    inputs, projection = siamese_inputs(X, siamese, n_clusters)  # (m, d) or (m, p)
     neighbours = neighbour_table(inputs.numpy(), siamese.n_neighbors)  # (m, s)
     state = ex.train_embedding(job, inputs.numpy(), neighbours, siamese, progress)
     net, _ = new_siamese(inputs.shape[1], siamese, job.seed)
@@ -247,7 +248,9 @@ def _prepare(ex, opts, job, X_scaled, scaler, previous, staging, stage, progress
     embedding = None
     if graph.affinity == "siamese":
         stage["now"] = "training the embedding"
-        embedding = _train_embedding(ex, replace(job, graph=graph), X_scaled, config.siamese(), affinity_choice, progress)
+        k_most = config.k_range[1] if auto_k else config.n_clusters
+        embedding = _train_embedding(ex, replace(job, graph=graph), X_scaled, config.siamese(), k_most, affinity_choice,
+                                     progress)
         stage["now"] = "preparing the training"
     head_config = HeadConfig(X_scaled.shape[1], config.k_range[0] if auto_k else config.n_clusters, config.hidden)
     warm_from_previous = previous is not None and previous.head.config == head_config and not auto_k
