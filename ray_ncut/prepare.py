@@ -95,12 +95,13 @@ def prepare_training(X: torch.Tensor, head_config: HeadConfig, graph: GraphConfi
     siamese = siamese or SiameseConfig(n_neighbors=graph.n_neighbors)
     learn = graph.affinity == "siamese" and embedding is None
     k_most = head_config.n_clusters if k_range is None else k_range[1]
-    want_table = (batch_neighbours and train.batch_neighbors > 0) or (learn and not siamese.input_components(X.shape[1], k_most))
+    projected_to = siamese.input_components(X.shape[1], k_most)  # 0: the code reads the features themselves
+    want_table = (batch_neighbours and train.batch_neighbors > 0) or (learn and not projected_to)
     neighbours = torch.from_numpy(neighbour_table(X.cpu().numpy(), graph.n_neighbors)).to(X.device) if want_table else None
     if graph.affinity == "siamese":
         learned = embedding if embedding is not None else embed(train_siamese(X, siamese, seed, k_most, neighbours), X)
         Z = learned.to(X.device)  # (n, e)
-        auto["siamese"] = siamese.to_dict()
+        auto["siamese"] = {**siamese.to_dict(), "trained_on_components": projected_to}
     if k_range is not None:
         auto["k"] = _choose_k(X if Z is None else Z, graph, k_range, train.init_sample, seed)
         head_config = replace(head_config, n_clusters=auto["k"]["k"])

@@ -37,6 +37,7 @@ def test_head_on_siamese_affinity_separates_rings_and_predicts_without_the_embed
                     hidden=(64, 64), batch_size=500, random_state=0).fit(X)
     assert accuracy(y, est.labels_) > 0.99
     assert est.auto_["siamese"]["steps"] == 300 and est.auto_["siamese"]["dim"] == SiameseConfig().dim
+    assert est.auto_["siamese"]["trained_on_components"] == 0  # 2 features: nothing to project
     est.save(str(tmp_path / "m"))
     X_new, y_new = load_builtin("builtin:rings?n=5000&seed=4")
     assert accuracy(y_new, NeuralCut.load(str(tmp_path / "m")).predict(X_new)) > 0.99
@@ -77,6 +78,9 @@ def test_wide_inputs_train_on_components_and_the_network_still_reads_every_featu
     nearest = np.argsort(((X[:, None] - X[None]) ** 2).sum(2), axis=1)[:, 1]
     random_pair = rng.integers(0, len(Z), len(Z))
     assert np.median(np.linalg.norm(Z - Z[nearest], axis=1)) < 0.25 * np.median(np.linalg.norm(Z - Z[random_pair], axis=1))
+    est = NeuralCut(5, affinity="siamese", scaling="standard", siamese_steps=50, steps=20,
+                    siamese_params={"hidden": (32, 32), "components": 10}, random_state=0).fit(X)
+    assert est.auto_["siamese"]["trained_on_components"] == 10  # what the fit did, in its record
 
 
 def test_the_jobs_embedding_of_wide_inputs_is_the_in_memory_one(tmp_path):

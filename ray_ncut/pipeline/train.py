@@ -173,6 +173,9 @@ def _train_embedding(ex: Executor, job: TrainJob, X_scaled: np.ndarray, siamese:
     t0 = time.perf_counter()
     X = torch.from_numpy(np.ascontiguousarray(X_scaled, dtype=np.float32))
     inputs, projection = siamese_inputs(X, siamese, n_clusters)  # (m, d) or (m, p)
+    if projection is not None:
+        progress(f"[ray_ncut] the embedding reads the sample's first {inputs.shape[1]} principal components "
+                 f"of {X.shape[1]} features")
     neighbours = neighbour_table(inputs.numpy(), siamese.n_neighbors)  # (m, s)
     state = ex.train_embedding(job, inputs.numpy(), neighbours, siamese, progress)
     net, _ = new_siamese(inputs.shape[1], siamese, job.seed)
