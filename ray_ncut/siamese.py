@@ -36,8 +36,9 @@ class Projection:
     @classmethod
     def fit(cls, X: torch.Tensor, components: int) -> "Projection":
         """The first ``components`` principal axes of X (n, d), from its d x d covariance in float64."""
-        mean = X.double().mean(0, keepdim=True)
-        centred = X.double() - mean
+        centred = X.to(torch.float64, copy=True)  # (n, d): one copy, centred in place (100,000 x 784: 0.6 GB)
+        mean = centred.mean(0, keepdim=True)
+        centred -= mean
         _, axes = torch.linalg.eigh(centred.T @ centred)  # ascending eigenvalues
         return cls(mean.to(X.dtype), axes[:, -components:].flip(1).to(X.dtype).contiguous())
 
