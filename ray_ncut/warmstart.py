@@ -12,6 +12,7 @@ made and one is chosen by the cut with a minimum cluster size
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ from .metrics import normalized_cut
 
 __all__ = ["top_eigenpairs", "spectral_embedding", "graph_components", "outside_small_components", "outside_sparse_regions",
            "candidate_partitions", "kmeans_labels", "SPECTRAL_MAX_K", "ONE_GRAPH_MIN_K",
-           "choose_partition", "min_cluster_rows", "spectral_labels", "distill", "warm_start"]
+           "choose_partition", "min_cluster_rows", "WarmCandidates", "warm_candidates", "spectral_labels", "distill",
+           "warm_start"]
 
 
 def top_eigenpairs(W, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,22 +133,30 @@ def choose_partition(W, candidates: dict, n_clusters: int, min_rows: int) -> tup
     return max(candidates, key=lambda name: scores[name]["smallest"]), scores
 
 
-def spectral_labels(X: np.ndarray, n_clusters: int, graph: GraphConfig, seed: int,
-                    evidence: dict | None = None) -> np.ndarray:
-    """Warm-start labels (n,) for X (n, d): the chosen one of :func:`candidate_partitions`.
+@dataclass
+class WarmCandidates:
+    """The warm start's candidates for a sample of n rows, before one is chosen."""
 
-    The graphs use the same kernel as the training loss, so the warm start and the
-    fine-tuning optimise the same cut; candidates come from the graphs with
-    ``n_neighbors`` and ``warm_neighbors`` neighbours and are scored on the latter (the
-    sparser one alone falls apart into islands; the denser one alone merged a true
-    cluster of 1% of rows on the imbalanced set). Choosing by the lowest cut alone picks loose
-    fragments of a few rows (measured: a 2-row cluster on a 569-row table, Ncut 0.002
-    against k-means' 0.059 and ACC 0.63 against 0.91), so candidates with a cluster
-    smaller than :func:`min_cluster_rows` are passed over, and rows of graph components
-    smaller than that, or in sparse regions (:func:`outside_sparse_regions`), are set
-    aside before the candidates are made and join their nearest kept row's cluster.
-    ``evidence``, if given, receives the choice and every candidate's scores.
-    """
+    core: np.ndarray  # (n,) bool: rows the candidates label; the rest were set aside
+    nearest_core: np.ndarray  # (n - core.sum(),) the core row (index into the core rows) each set-aside row joins
+    W: object  # (n_core, n_core) sparse: the denser graph every candidate is scored on
+    min_rows: int  # smallest cluster a candidate may have (:func:`min_cluster_rows`)
+    partitions: dict  # {name: (n_core,) labels}, :func:`candidate_partitions`
+
+    def labels(self, name: str) -> np.ndarray:
+        """(n,) the candidate ``name`` over every row, set-aside rows in their nearest core row's cluster."""
+        labels = np.empty(len(self.core), dtype=np.int64)
+        labels[self.core] = self.partitions[name]
+        labels[~self.core] = self.partitions[name][self.nearest_core]
+        return labels
+
+
+def warm_candidates(X: np.ndarray, n_clusters: int, graph: GraphConfig, seed: int) -> WarmCandidates:
+    """The candidates :func:`spectral_labels` chooses from, for X (n, d): rows of graph
+    components smaller than :func:`min_cluster_rows`, or in sparse regions
+    (:func:`outside_sparse_regions`), are set aside first; the rest are partitioned
+    (:func:`candidate_partitions`) on the graphs with ``n_neighbors`` and ``warm_neighbors``
+    neighbours (the latter alone above ``ONE_GRAPH_MIN_K`` clusters)."""
     def knn(rows, nn):
         return sparse_knn_graph(rows, nn, graph.sigma, graph.local_scaling, graph.scale_neighbor)
 
@@ -157,19 +167,35 @@ def spectral_labels(X: np.ndarray, n_clusters: int, graph: GraphConfig, seed: in
     reach = np.sqrt(np.maximum(d2[:, -1], 0.0))  # (n,) distance to the farthest of the s neighbours
     core = outside_small_components(component, min_rows, n_clusters) & outside_sparse_regions(reach, component)
     Xc = X[core]
-    nearest_core = _nearest_rows(Xc, X[~core])  # (n - n_core,) where each set-aside row joins
     neighbour_counts = {graph.n_neighbors, graph.warm_neighbors} if n_clusters <= ONE_GRAPH_MIN_K \
         else {graph.warm_neighbors}
     graphs = {nn: W if nn == graph.warm_neighbors and core.all() else knn(Xc, nn) for nn in sorted(neighbour_counts)}
-    W = graphs[graph.warm_neighbors]  # every candidate is scored on the denser graph
-    candidates = candidate_partitions(Xc, graphs, n_clusters, seed)
-    chosen, scores = choose_partition(W, candidates, n_clusters, min_rows)
+    return WarmCandidates(core, _nearest_rows(Xc, X[~core]), graphs[graph.warm_neighbors], min_rows,
+                          candidate_partitions(Xc, graphs, n_clusters, seed))
+
+
+def spectral_labels(X: np.ndarray, n_clusters: int, graph: GraphConfig, seed: int,
+                    evidence: dict | None = None) -> np.ndarray:
+    """Warm-start labels (n,) for X (n, d): the chosen one of :func:`warm_candidates`.
+
+    The graphs use the same kernel as the training loss, so the warm start and the
+    fine-tuning optimise the same cut; candidates come from the graphs with
+    ``n_neighbors`` and ``warm_neighbors`` neighbours and are scored on the latter (the
+    sparser one alone falls apart into islands; the denser one alone merged a true
+    cluster of 1% of rows on the imbalanced set). Choosing by the lowest cut alone picks loose
+    fragments of a few rows (measured: a 2-row cluster on a 569-row table, Ncut 0.002
+    against k-means' 0.059 and ACC 0.63 against 0.91), so candidates with a cluster
+    smaller than :func:`min_cluster_rows` are passed over, and rows of graph components
+    smaller than that, or in sparse regions, are set aside before the candidates are made
+    and join their nearest kept row's cluster. ``evidence``, if given, receives the choice
+    and every candidate's scores.
+    """
+    found = warm_candidates(X, n_clusters, graph, seed)
+    chosen, scores = choose_partition(found.W, found.partitions, n_clusters, found.min_rows)
     if evidence is not None:
-        evidence.update({"chosen": chosen, "min_rows": min_rows, "set_aside": int((~core).sum()), "candidates": scores})
-    labels = np.empty(len(X), dtype=np.int64)
-    labels[core] = candidates[chosen]
-    labels[~core] = candidates[chosen][nearest_core]  # set-aside rows join their nearest core row's cluster
-    return labels
+        evidence.update({"chosen": chosen, "min_rows": found.min_rows, "set_aside": int((~found.core).sum()),
+                         "candidates": scores})
+    return found.labels(chosen)
 
 
 def _nearest_rows(rows: np.ndarray, queries: np.ndarray) -> np.ndarray:

@@ -5,9 +5,10 @@ import pytest
 import scipy.sparse as sp
 
 from ray_ncut import NeuralCut
+from ray_ncut.config import GraphConfig
 from ray_ncut.knn import sparse_knn_graph
 from ray_ncut.metrics import clustering_scores, contingency_partial
-from ray_ncut.warmstart import choose_partition, min_cluster_rows, spectral_embedding
+from ray_ncut.warmstart import choose_partition, min_cluster_rows, spectral_embedding, spectral_labels, warm_candidates
 
 
 def _blobs(sizes, d=10, gap=10.0, seed=0):
@@ -73,6 +74,26 @@ def test_outlier_fragment_does_not_become_a_cluster():
     sizes = np.bincount(labels, minlength=2)
     assert sizes.min() >= 0.25 * len(Xo), sizes  # not a 6-row cluster
     assert _acc(y, labels[: len(y)]) >= 0.95
+
+
+def test_set_aside_rows_join_the_cluster_of_their_nearest_kept_row():
+    X, y = _blobs([300, 300], gap=8.0)
+    away = X[:300].mean(0) - X[300:].mean(0)
+    away *= 25.0 / np.linalg.norm(away)
+    far = np.vstack([X[:3] + away, X[300:303] - away])  # three rows beyond each blob, far sparser than it
+    Xo = np.vstack([X, far]).astype(np.float32)
+    found = warm_candidates(Xo, 2, GraphConfig(), seed=0)
+    assert found.core.sum() == 600 and not found.core[600:].any()
+    for name, labels in found.partitions.items():
+        assert labels.shape == (600,)
+        full = found.labels(name)  # (606,)
+        np.testing.assert_array_equal(full[:600], labels)
+        nearest_kept = np.linalg.norm(X[None] - far[:, None], axis=2).argmin(1)  # brute force
+        np.testing.assert_array_equal(full[600:], labels[nearest_kept])
+    evidence = {}
+    chosen = spectral_labels(Xo, 2, GraphConfig(), 0, evidence)
+    np.testing.assert_array_equal(chosen, found.labels(evidence["chosen"]))
+    assert evidence["set_aside"] == 6 and _acc(y, chosen[:600]) == 1.0
 
 
 def test_a_small_real_cluster_is_kept():
