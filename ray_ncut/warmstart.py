@@ -119,6 +119,10 @@ def choose_partition(W, candidates: dict, n_clusters: int, min_rows: int) -> tup
     """The candidate with the lowest normalized cut on W among those whose every cluster has at
     least ``min_rows`` rows (the one whose smallest cluster is largest if none has).
 
+    Modularity, which prefers even clusters, chose better on balanced image sets and split the
+    large classes of uneven ones (MNIST with classes 13:1: 0.594 against 0.720; docs/quality.md,
+    ``bench/warm_start_choice.py``), so the cut alone decides.
+
     Returns ``(name, scores)`` with each candidate's ``ncut`` and ``smallest`` cluster. (Sizes
     count the rows of W only: counting the set-aside rows that would join a cluster made a
     valid cluster of a few kept rows of background noise; measured, four blobs on noise.)
