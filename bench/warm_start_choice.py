@@ -87,8 +87,11 @@ RULES = {"lowest cut (default)": lambda s: -s["ncut"], "highest modularity": lam
 
 
 def chosen_acc(result: dict, rule) -> float:
+    """ACC of the candidate ``rule`` picks, passing over candidates as ``choose_partition`` does."""
     c = result["candidates"]
-    valid = [n for n in c if c[n]["smallest"] >= result["min_rows"]] or list(c)
+    valid = [n for n in c if c[n]["smallest"] >= result["min_rows"]]
+    if not valid:  # as choose_partition: the candidate whose smallest cluster is largest
+        return c[max(c, key=lambda n: c[n]["smallest"])]["acc"]
     return c[max(valid, key=lambda n: rule(c[n]))]["acc"]
 
 

@@ -84,11 +84,11 @@ def test_set_aside_rows_join_the_cluster_of_their_nearest_kept_row():
     Xo = np.vstack([X, far]).astype(np.float32)
     found = warm_candidates(Xo, 2, GraphConfig(), seed=0)
     assert found.core.sum() == 600 and not found.core[600:].any()
+    nearest_kept = np.linalg.norm(X[None] - far[:, None], axis=2).argmin(1)  # (6,) brute force
     for name, labels in found.partitions.items():
         assert labels.shape == (600,)
         full = found.labels(name)  # (606,)
         np.testing.assert_array_equal(full[:600], labels)
-        nearest_kept = np.linalg.norm(X[None] - far[:, None], axis=2).argmin(1)  # brute force
         np.testing.assert_array_equal(full[600:], labels[nearest_kept])
     evidence = {}
     chosen = spectral_labels(Xo, 2, GraphConfig(), 0, evidence)
