@@ -27,7 +27,6 @@ import tempfile
 import time
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
@@ -55,6 +54,8 @@ def write_corpus(spec: str, folder: str, files: int) -> tuple[np.ndarray, np.nda
 
 
 def bare_forward(model: NeuralCut, X: np.ndarray, threads: int, chunk: int = 65536) -> float:
+    import torch  # here, not above: ray_ncut is imported first (it sets OpenMP's waits before torch loads)
+
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     for s in range(0, len(X), chunk):

@@ -87,7 +87,12 @@ def measure(name, X, y, k, seed, fit_rows) -> dict:
     parent, child = mp.get_context("fork").Pipe()
     proc = mp.get_context("fork").Process(target=_child, args=(name, X, k, seed, fit_rows, child))
     proc.start()
-    labels, seconds, peak = parent.recv()
+    child.close()  # the child's end: recv() then ends when the child dies instead of waiting forever
+    try:
+        labels, seconds, peak = parent.recv()
+    except EOFError:
+        proc.join()
+        raise SystemExit(f"{name}: its process died with exit code {proc.exitcode} before reporting") from None
     proc.join()
     scores = clustering_scores(contingency_partial(y, labels))
     return {"system": name, "acc": round(scores["acc"], 4), "nmi": round(scores["nmi"], 4),
@@ -102,9 +107,12 @@ def main(argv=None):
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--fit-rows", type=int, default=50_000, help="rows NeuralCut is fitted on")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--systems", default=",".join(SYSTEMS))
+    p.add_argument("--systems", default=",".join(SYSTEMS), help="comma-separated, of: " + ", ".join(SYSTEMS))
     p.add_argument("--out", default=None, help="write the results as JSON here")
     args = p.parse_args(argv)
+    unknown = sorted(set(args.systems.split(",")) - set(SYSTEMS))
+    if unknown:
+        p.error(f"--systems: unknown {unknown}; known: {','.join(SYSTEMS)}")
     X, y = embedding_clusters(args.rows, args.dim, args.k, args.seed)
     sizes = np.bincount(y)
     print(f"{args.rows:,} x {args.dim}, k = {args.k} (cluster sizes {sizes.max():,} to {sizes.min():,}), "

@@ -37,7 +37,6 @@ import time
 import warnings
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.dirname(__file__))
@@ -235,6 +234,8 @@ def main(argv=None):
     p.add_argument("--fresh", action="store_true", help="re-measure baselines already in --out")
     p.add_argument("--out", default="bench/results/quality.json")
     args = p.parse_args(argv)
+    import torch  # here, not above: ray_ncut is imported first (it sets OpenMP's waits before torch loads)
+
     torch.set_num_threads(args.threads)
     seeds = [int(s) for s in args.seeds.split(",")]
     params = json.loads(args.ray_ncut)

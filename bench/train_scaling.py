@@ -25,7 +25,6 @@ import tempfile
 import time
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -46,6 +45,8 @@ def stable_step(losses, window=25, tol=0.02) -> int:
 
 
 def single_process(X, head_config, graph, train, seed, threads):
+    import torch  # here, not above: ray_ncut is imported first (it sets OpenMP's waits before torch loads)
+
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     head = CutHead(head_config)
@@ -57,6 +58,8 @@ def single_process(X, head_config, graph, train, seed, threads):
 
 
 def ray_train(X, head_config, graph, train, seed, workers):
+    import torch
+
     from ray_ncut.ray.train import TrainJob, run_training
 
     torch.manual_seed(seed)

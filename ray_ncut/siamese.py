@@ -23,7 +23,8 @@ from .config import SiameseConfig
 from .knn import neighbour_table
 from .nn import forward_rows, mlp
 
-__all__ = ["SiameseConfig", "Projection", "siamese_inputs", "train_siamese", "siamese_steps", "new_siamese", "embed"]
+__all__ = ["SiameseConfig", "Projection", "siamese_inputs", "reading_features", "train_siamese", "siamese_steps",
+           "new_siamese", "embed"]
 
 
 @dataclass
@@ -67,6 +68,12 @@ def siamese_inputs(X: torch.Tensor, config: SiameseConfig, n_clusters: int) -> t
         return X, None
     projection = Projection.fit(X, p)
     return projection(X), projection
+
+
+def reading_features(net: torch.nn.Sequential, projection: Projection | None) -> torch.nn.Sequential:
+    """``net``, trained on :func:`siamese_inputs`' rows, as a network reading the scaled features
+    (the projection folded into its first layer), in eval mode."""
+    return (net if projection is None else projection.fold(net)).eval()
 
 
 def contrastive_loss(za, zp, zn, margin: float) -> torch.Tensor:
@@ -121,7 +128,7 @@ def train_siamese(X: torch.Tensor, config: SiameseConfig, seed: int, n_clusters:
     net, opt = new_siamese(inputs.shape[1], config, seed, X.device)
     siamese_steps(net, opt, inputs, neighbours[:, : config.n_neighbors].to(X.device), config, config.steps,
                   torch.Generator().manual_seed(seed))
-    return (net if projection is None else projection.fold(net)).eval()
+    return reading_features(net, projection)
 
 
 @torch.no_grad()

@@ -43,7 +43,7 @@ from ..prepare import prepare_training, resolve_affinity
 from ..recluster import carry_ids, fit_of, read_reference, reference_sample
 from ..recluster import describe as describe_recluster
 from ..scaling import FeatureScaler
-from ..siamese import SiameseConfig, embed, new_siamese, siamese_inputs
+from ..siamese import SiameseConfig, embed, new_siamese, reading_features, siamese_inputs
 from .executor import Executor, open_executor
 from .scan import collect_rows, describe_columns, open_feature_set, scan_statistics
 
@@ -180,7 +180,7 @@ def _train_embedding(ex: Executor, job: TrainJob, X_scaled: np.ndarray, siamese:
     state = ex.train_embedding(job, inputs.numpy(), neighbours, siamese, progress)
     net, _ = new_siamese(inputs.shape[1], siamese, job.seed)
     net.load_state_dict(state)
-    Z = embed((net if projection is None else projection.fold(net)).eval(), X)
+    Z = embed(reading_features(net, projection), X)
     progress(f"[ray_ncut] embedding trained in {time.perf_counter() - t0:.1f}s")
     return Z
 
