@@ -23,19 +23,20 @@ from .knn import heat_kernel_graph, nearest, sparse_knn_graph
 from .metrics import normalized_cut
 
 __all__ = ["top_eigenpairs", "spectral_embedding", "graph_components", "outside_small_components", "outside_sparse_regions",
-           "candidate_partitions", "kmeans_labels", "EIGEN_TOL", "SPECTRAL_MAX_K", "ONE_GRAPH_MIN_K",
+           "candidate_partitions", "kmeans_labels", "EMBEDDING_TOL", "SPECTRAL_MAX_K", "ONE_GRAPH_MIN_K",
            "choose_partition", "min_cluster_rows", "WarmCandidates", "warm_candidates", "spectral_labels", "distill",
            "warm_start"]
 
 
-# LOBPCG's residual tolerance. The eigenvectors are only rounded into clusters, so they need not be
-# exact: 1e-4 against 1e-6 (2026-12-06, seed 0, 41 suite sets) gave the same warm-start labels on 36,
-# warm-start ACC within 0.003 on four more and +0.026 on one, in 45% fewer iterations (k = 100: 7 s
-# against 11 s); end to end, seeds 0-2, the README's sets moved by -0.004 to +0.002 (docs/quality.md).
-EIGEN_TOL = 1e-4
+# LOBPCG's residual tolerance for the warm start's embeddings. Their eigenvectors are only rounded
+# into clusters, so they need not be exact (choosing k compares eigenvalues and solves tighter):
+# 1e-4 against 1e-6 (2026-12-06, seed 0, 41 suite sets) gave the same warm-start labels on 36,
+# warm-start ACC within 0.003 on four more and +0.026 on one, in 45% fewer iterations (k = 100:
+# 7 s against 11 s); end to end, seeds 0-2, the README's sets moved by -0.004 to +0.002.
+EMBEDDING_TOL = 1e-4
 
 
-def top_eigenpairs(W, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def top_eigenpairs(W, count: int, seed: int, tol: float = EMBEDDING_TOL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``count`` largest eigenvalues (descending) of ``D^-1/2 W D^-1/2`` for W (n, n), their
     eigenvectors (n, count), and ``D^-1/2`` (n,). Eigenvalue ``mu`` of it is ``1 - lambda`` of
     the normalized Laplacian.
@@ -44,8 +45,8 @@ def top_eigenpairs(W, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np
     disconnected components whose eigenvalue 1 repeats, and single-vector Lanczos
     (ARPACK ``eigsh``) finds one vector of a repeated eigenvalue: measured, it missed
     one of two rings. Nor shift-invert ARPACK (scikit-learn's choice), which stalled
-    for minutes on a table with duplicate rows. Small graphs are solved densely. The
-    residual tolerance is ``EIGEN_TOL``.
+    for minutes on a table with duplicate rows. Small graphs are solved densely; ``tol``
+    is LOBPCG's residual tolerance.
     """
     from scipy.sparse import diags
     from scipy.sparse.linalg import lobpcg
@@ -60,7 +61,7 @@ def top_eigenpairs(W, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np
         start = np.random.default_rng(seed).normal(size=(n, block))
         with warnings.catch_warnings():  # a tolerance not reached still leaves a usable embedding
             warnings.simplefilter("ignore", UserWarning)
-            values, vectors = lobpcg(M, start, largest=True, tol=EIGEN_TOL, maxiter=500)
+            values, vectors = lobpcg(M, start, largest=True, tol=tol, maxiter=500)
     order = np.argsort(values, kind="stable")[::-1][:count]
     return values[order], vectors[:, order], inv_sqrt
 
