@@ -99,7 +99,11 @@ def siamese_steps(net: torch.nn.Module, opt: torch.optim.Optimizer, X: torch.Ten
         anchor = torch.randint(0, n, (b,), generator=gen).to(X.device)
         positive = neighbours[anchor, torch.randint(0, s, (b,), generator=gen).to(X.device)]
         negative = torch.randint(0, n, (b,), generator=gen).to(X.device)
-        loss = contrastive_loss(net(X[anchor]), net(X[positive]), net(X[negative]), config.margin)
+        # One pass over the 3b rows, not three of b: the same maths (the MLP has no batch statistics)
+        # in a third of the parallel regions, each of which wakes sleeping OpenMP threads (ray_ncut/
+        # threads.py): 13-17% less time a step on 2 cores (2026-12-06).
+        za, zp, zn = net(X[torch.cat([anchor, positive, negative])]).split(b)  # (b, dim) each
+        loss = contrastive_loss(za, zp, zn, config.margin)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
