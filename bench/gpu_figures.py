@@ -16,8 +16,6 @@ import os
 import sys
 import time
 
-import torch
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from ray_ncut import NeuralCut  # noqa: E402
@@ -33,6 +31,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--chunk", type=int, default=500_000)
     args = p.parse_args(argv)
+    import torch  # after ray_ncut, whose OpenMP waits apply only if it loads torch (threads.py)
+
     assert torch.cuda.is_available(), "needs a CUDA device"
     spec = parse_builtin(f"builtin:blobs?n={args.rows}&d={args.dim}&k=10&std=4.0")
     t0 = time.perf_counter()

@@ -19,7 +19,6 @@ import os
 import sys
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -50,6 +49,8 @@ def warm_start_inputs(X: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.
     """What default ``NeuralCut(k, random_state=seed).fit(X)`` hands its warm start: the sample's
     rows in X (m,), the rows the candidates are made on (m, e) (the learned code or the scaled
     features) and the graph settings."""
+    import torch  # after ray_ncut, whose OpenMP waits apply only if it loads torch (threads.py)
+
     seen = {}
 
     def stop_at_warm_start(head, Xt, graph, train, seed, generator, Z=None, evidence=None):

@@ -16,9 +16,13 @@ import numbers
 from dataclasses import asdict, dataclass, field, fields, replace
 
 __all__ = ["ClusterConfig", "GraphConfig", "TrainConfig", "add_flags", "config_from_args", "given_flags",
-           "LOSSES", "SCALINGS", "INITS", "AFFINITIES", "DEFAULT_K_RANGE"]
+           "LOSSES", "SCALINGS", "INITS", "AFFINITIES", "DEFAULT_K_RANGE", "BATCH_ROWS_PER_CLUSTER"]
 
 DEFAULT_K_RANGE = (2, 50)
+
+# Each minibatch holds at least this many rows per cluster (NeuNcut trains k = 1,000 on batches
+# of 3,000; issue 27): the floor of the cut's batches and of the warm start's distillation.
+BATCH_ROWS_PER_CLUSTER = 3
 
 LOSSES = ("ncut", "rcut", "cnc")
 SCALINGS = ("auto", "standard", "l2", "none")

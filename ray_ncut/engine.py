@@ -189,7 +189,9 @@ class LabelsSettled:
     """``until`` for :func:`fit_head`: True once the head's hard labels of ``probe`` (m, d) have
     moved on fewer than ``share`` of the rows over each of the last ``checks`` windows of
     ``every`` steps. The cut loss refines a warm-started partition; once it stops moving
-    rows, the remaining steps cost time and change nothing (measured, issue 26).
+    rows, the remaining steps cost time and change nothing (measured, issue 26). The first
+    window starts at the first call (the warm start's labels after one step), so a partition
+    the cut loss leaves alone stops after ``checks`` windows, not one more.
 
     In-process only: Ray Train workers would each have to reach the same verdict.
     """
@@ -202,10 +204,13 @@ class LabelsSettled:
 
     @torch.no_grad()
     def __call__(self, head, step: int) -> bool:
+        if self.last is None:  # the first call: the labels the first window is measured from
+            self.last = head(self.probe).argmax(1)
+            return False
         if (step + 1) % self.every:
             return False
         labels = head(self.probe).argmax(1)
-        moved = 1.0 if self.last is None else float((labels != self.last).float().mean())
+        moved = float((labels != self.last).float().mean())
         self.last = labels
         self.quiet = self.quiet + 1 if moved < self.share else 0
         if self.quiet >= self.checks:

@@ -14,7 +14,7 @@ import torch
 
 from .autotune import describe_sigma, search_gamma
 from .choose_k import choose_k
-from .config import GraphConfig, TrainConfig
+from .config import BATCH_ROWS_PER_CLUSTER, GraphConfig, TrainConfig
 from .knn import neighbour_table
 from .model import CutHead, HeadConfig
 from .siamese import SiameseConfig, embed, train_siamese
@@ -28,9 +28,8 @@ _SIGMA_BATCHES = 8
 
 # What grows with k (issue 27): the warm start clusters at least this many sample rows per
 # cluster (the fixed 5,000 left 5 a cluster at k = 1,000, under one neighbourhood), and each
-# minibatch holds at least this many rows per cluster (NeuNcut trains k = 1,000 on batches of 3,000).
+# minibatch holds at least BATCH_ROWS_PER_CLUSTER rows per cluster (config.py).
 WARM_ROWS_PER_CLUSTER = 20
-BATCH_ROWS_PER_CLUSTER = 3
 
 
 def sized_for_k(train: TrainConfig, n_clusters: int) -> TrainConfig:

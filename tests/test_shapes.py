@@ -55,8 +55,8 @@ def test_training_stops_when_the_labels_settle_and_not_before():
     probe = torch.randn(500, 4)
     head = torch.nn.Linear(4, 3)
     settled = LabelsSettled(probe, every=5, checks=2)
-    assert not any(settled(head, step) for step in range(10))  # two windows seen, one of them quiet
-    assert settled(head, 14) and settled.stopped_at == 15  # the second quiet window
+    assert not any(settled(head, step) for step in range(9))  # from step 0's labels: one quiet window
+    assert settled(head, 9) and settled.stopped_at == 10  # the second quiet window
     moving = LabelsSettled(probe, every=1, checks=2)
     for step in range(20):
         with torch.no_grad():

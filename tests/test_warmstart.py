@@ -3,12 +3,22 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from ray_ncut import NeuralCut
-from ray_ncut.config import GraphConfig
+from ray_ncut.config import GraphConfig, TrainConfig
 from ray_ncut.knn import sparse_knn_graph
 from ray_ncut.metrics import clustering_scores, contingency_partial
-from ray_ncut.warmstart import choose_partition, min_cluster_rows, spectral_embedding, spectral_labels, warm_candidates
+from ray_ncut.model import CutHead, HeadConfig
+from ray_ncut.warmstart import (
+    choose_partition,
+    distill,
+    distill_batch_size,
+    min_cluster_rows,
+    spectral_embedding,
+    spectral_labels,
+    warm_candidates,
+)
 
 
 def _blobs(sizes, d=10, gap=10.0, seed=0):
@@ -113,3 +123,32 @@ def test_spectral_embedding_finds_every_component_of_a_repeated_eigenvalue():
     from sklearn.cluster import k_means
 
     assert _acc(y, k_means(maps, 2, n_init=10, random_state=0)[1]) == 1.0
+
+
+class _RowCounter(torch.nn.Module):
+    """A head that records how many rows each forward pass reads."""
+
+    def __init__(self, head):
+        super().__init__()
+        self.head, self.config, self.rows = head, head.config, []
+
+    def forward(self, x):
+        self.rows.append(x.shape[0])
+        return self.head(x)
+
+
+@pytest.mark.parametrize("k, want", [(10, 512), (200, 600), (1000, 1000)])
+def test_distillation_steps_read_512_rows_or_three_a_cluster_never_above_the_cut_batch(k, want):
+    # 512 at small k; 3 rows a cluster at large k; never more than the cut's batch (1,000 here).
+    head = _RowCounter(CutHead(HeadConfig(4, k, (8,))))
+    X, labels = torch.randn(5000, 4), torch.randint(0, k, (5000,))
+    curve = distill(head, X, labels, TrainConfig(distill_steps=3), torch.Generator().manual_seed(0))
+    assert head.rows == [want] * 3 and [c["step"] for c in curve] == [-3, -2, -1]
+    assert distill_batch_size(TrainConfig(), k) == want
+
+
+def test_distillation_fits_the_labels_it_is_given():
+    X, y = _blobs([300, 300, 300])
+    head = CutHead(HeadConfig(X.shape[1], 3, (32,)))
+    distill(head, torch.as_tensor(X), torch.as_tensor(y), TrainConfig(distill_steps=100), torch.Generator().manual_seed(0))
+    assert (head(torch.as_tensor(X)).argmax(1).numpy() == y).mean() > 0.99
