@@ -277,8 +277,8 @@ def outside_small_components(component: np.ndarray, min_rows: int, n_clusters: i
 # Rows per distillation step. Its cross-entropy is a sum over rows with no pairwise term, so
 # unlike the cut loss it needs no subgraph of neighbourhoods: 512 rows (3 a cluster at large k,
 # never more than the cut's batch) fit the warm start as well as the cut's 1,000 in three quarters
-# of the time (4.4 against 6.0 ms a step, 2 cores). Measured over the suite, seeds 0-2: level on
-# every set; 256 lost 0.008-0.010 on two texture tables (docs/quality.md).
+# of the time (4.4 against 6.0 ms a step, 2 cores). Measured over the suite, seeds 0-2: within
+# 0.005 ACC on every set; 256 rows lost 0.008-0.010 on two texture tables (docs/quality.md).
 DISTILL_BATCH_ROWS = 512
 
 
